@@ -1,0 +1,280 @@
+"""The public transforms: grad, value_and_grad, pullback, source, ir.
+
+Each runs the pipeline once per (function, wrt, argument structure/dtypes/ranks)
+and caches the compiled result; later calls go straight to generated code.
+"""
+import functools
+import inspect
+import itertools
+import linecache
+import os
+
+import numpy as np
+
+from . import rules  # noqa: F401  (registers every derivative rule)
+from .codegen.python import generate
+from .errors import (DiffsrcError, NonDifferentiableError, NonScalarOutputError,
+                     TransformError)
+from .frontend.lower import lower_function
+from .frontend.parse import function_from_source, parse_function
+from .frontend.trees import tree_of
+from .ir import format_function, verify
+from .passes.dce import eliminate_dead_code
+from .transforms.reverse import reverse
+
+_file_ids = itertools.count(1)
+_global_cache = {}
+
+
+class Compiled:
+    """One generated function with its source and a map back to the user's lines."""
+
+    def __init__(self, function, source, filename, line_locs, ir_function):
+        self.function = function
+        self.source = source
+        self.filename = filename
+        self.line_locs = line_locs
+        self.ir = ir_function
+
+    def annotate(self, exc):
+        """Add a note naming the user's line to an exception raised in generated code."""
+        tb = exc.__traceback__
+        lineno = None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == self.filename:
+                lineno = tb.tb_lineno
+            tb = tb.tb_next
+        if lineno is None:
+            return
+        loc = self.line_locs.get(lineno)
+        where = f" (from {loc.filename}:{loc.lineno})" if loc else ""
+        exc.add_note(f"diffsrc: raised in generated code {self.filename}, line {lineno}{where}")
+
+
+def _compile(source, fname, namespace, line_locs, ir_function):
+    filename = f"<diffsrc-generated {fname} #{next(_file_ids)}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)
+    function = namespace[fname]
+    function.__diffsrc_source__ = source
+    return Compiled(function, source, filename, line_locs, ir_function)
+
+
+def transform(fn, args, wrt, mode, optimize=True):
+    """The pipeline: lower, differentiate, optimise, generate, compile."""
+    ir_function = lower_function(fn, args)
+    verify(ir_function)
+    if mode == "grad" and ir_function.out_tree.kind != "leaf":
+        raise NonScalarOutputError(
+            f"grad needs a function returning one scalar; {ir_function.name} returns a "
+            f"{ir_function.out_tree.kind} (use ds.pullback for other outputs)",
+            ir_function.filename, ir_function.lineno)
+    if mode in ("grad", "pullback"):
+        reverse(ir_function, wrt)
+        verify(ir_function)
+    if optimize:
+        eliminate_dead_code(ir_function)
+        verify(ir_function)
+    source, fname, namespace, line_locs = generate(ir_function, mode)
+    return _compile(source, fname, namespace, line_locs, ir_function)
+
+
+def _resolve(f):
+    if isinstance(f, str):
+        caller = inspect.currentframe().f_back.f_back
+        return function_from_source(f, caller.f_globals if caller else None)
+    if not callable(f):
+        raise TypeError(f"diffsrc transforms functions, not {type(f).__name__}")
+    return f
+
+
+def _signature_names(fn):
+    try:
+        return list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return []
+
+
+def _normalise_wrt(fn, wrt):
+    names = _signature_names(fn)
+    single = isinstance(wrt, (int, str))
+    items = [wrt] if single else list(wrt)
+    indices = []
+    for item in items:
+        if isinstance(item, str):
+            if item not in names:
+                raise ValueError(f"wrt={item!r}: {getattr(fn, '__name__', fn)} has no argument "
+                                 f"named {item!r} (arguments: {', '.join(names)})")
+            indices.append(names.index(item))
+        elif isinstance(item, int) and not isinstance(item, bool):
+            indices.append(item if item >= 0 else len(names) + item)
+        else:
+            raise TypeError(f"wrt must be an int, a str or a tuple of them, not {item!r}")
+    return tuple(indices), single
+
+
+def _bind(fn, args, kwargs):
+    if not kwargs:
+        return args
+    sig = inspect.signature(fn)
+    bound = sig.bind(*args, **kwargs)
+    bound.apply_defaults()
+    return tuple(bound.arguments.values())
+
+
+def _check_differentiable(fn, args, wrt):
+    names = _signature_names(fn)
+    for i in wrt:
+        if i >= len(args):
+            raise ValueError(f"wrt={i} but only {len(args)} arguments were passed")
+        tree = tree_of(args[i])
+        if tree.kind == "static" or (tree.kind == "leaf" and not tree.differentiable_leaf()):
+            label = names[i] if i < len(names) else f"#{i}"
+            code = getattr(fn, "__code__", None)
+            raise NonDifferentiableError(
+                f"argument {label!r} is a {type(args[i]).__name__}, which carries no gradient; "
+                "differentiate with respect to float arguments or arrays",
+                code.co_filename if code else None, code.co_firstlineno if code else None)
+
+
+def _as_float_like(grad, arg):
+    if isinstance(arg, float) and not isinstance(grad, float) and grad is not None:
+        return float(grad)
+    return grad
+
+
+class GradientFunction:
+    """What `ds.grad` and `ds.value_and_grad` return: a callable with a cache."""
+
+    def __init__(self, fn, wrt=0, with_value=False):
+        self.fn = fn
+        self.wrt, self.single = _normalise_wrt(fn, wrt)
+        self.with_value = with_value
+        self.cache = {}
+        self.last = None
+        functools.update_wrapper(self, fn)
+
+    def compiled_for(self, args, optimize=True):
+        key = (tuple(map(tree_of, args)), optimize)
+        compiled = self.cache.get(key)
+        if compiled is None:
+            _check_differentiable(self.fn, args, self.wrt)
+            gkey = (self.fn, self.wrt, key)
+            compiled = _global_cache.get(gkey)
+            if compiled is None:
+                compiled = transform(self.fn, args, self.wrt, "grad", optimize)
+                _global_cache[gkey] = compiled
+            self.cache[key] = compiled
+        self.last = compiled
+        return compiled
+
+    def __call__(self, *args, **kwargs):
+        args = _bind(self.fn, args, kwargs)
+        compiled = self.compiled_for(args)
+        try:
+            value, grads = compiled.function(*args)
+        except Exception as exc:
+            compiled.annotate(exc)
+            raise
+        if np.ndim(value) != 0:
+            raise NonScalarOutputError(
+                f"grad needs a scalar output; {self.fn.__name__} returned shape "
+                f"{np.shape(value)} (use ds.pullback or ds.jacobian)")
+        if self.single:
+            grads = _as_float_like(grads, args[self.wrt[0]])
+        else:
+            grads = tuple(_as_float_like(g, args[i]) for g, i in zip(grads, self.wrt))
+        return (value, grads) if self.with_value else grads
+
+    def __get__(self, obj, owner):
+        if obj is None:
+            return self
+        return functools.partial(self.__call__, obj)
+
+
+def grad(f=None, wrt=0):
+    """The gradient of scalar function `f` with respect to argument(s) `wrt`.
+
+    Usable as `ds.grad(f)`, `@ds.grad`, `@ds.grad(wrt=(0, 1))` or on source text.
+    """
+    if f is None:
+        return lambda g: GradientFunction(g, wrt)
+    return GradientFunction(_resolve(f), wrt)
+
+
+def value_and_grad(f=None, wrt=0):
+    """Like grad, but returns (f(*args), gradient)."""
+    if f is None:
+        return lambda g: GradientFunction(g, wrt, with_value=True)
+    return GradientFunction(_resolve(f), wrt, with_value=True)
+
+
+_pullback_cache = {}
+
+
+def pullback(f, *args, **kwargs):
+    """(f(*args), back) where back(y_bar) gives the adjoint of every positional argument."""
+    f = _resolve(f)
+    args = _bind(f, args, kwargs)
+    trees = tuple(map(tree_of, args))
+    wrt = tuple(i for i, t in enumerate(trees) if t.kind != "static" and not (
+        t.kind == "leaf" and not t.differentiable_leaf()))
+    key = (f, trees)
+    compiled = _pullback_cache.get(key)
+    if compiled is None:
+        compiled = _pullback_cache[key] = transform(f, args, wrt, "pullback")
+    try:
+        y, back = compiled.function(*args)
+    except Exception as exc:
+        compiled.annotate(exc)
+        raise
+
+    def back_all(*y_bar):
+        try:
+            adjoints = back(*y_bar)
+        except Exception as exc:
+            compiled.annotate(exc)
+            raise
+        out = [None] * len(args)
+        for i, a in zip(wrt, adjoints):
+            out[i] = _as_float_like(a, args[i])
+        return tuple(out)
+
+    back_all.__diffsrc_source__ = compiled.source
+    return y, back_all
+
+
+def source(df, optimize=True):
+    """The generated Python source of a derivative (or of any diffsrc-built function)."""
+    if isinstance(df, GradientFunction):
+        if df.last is not None and optimize:
+            return df.last.source
+        args = _example_args(df.fn)
+        return df.compiled_for(args, optimize).source
+    text = getattr(df, "__diffsrc_source__", None)
+    if text is not None:
+        return text
+    return transform(_resolve(df), _example_args(df), (), "primal", optimize).source
+
+
+def ir(f, *args):
+    """The SSA IR of `f` (or of a derivative) as text, with numbered values."""
+    if isinstance(f, GradientFunction):
+        compiled = f.last if f.last is not None and not args else f.compiled_for(
+            args or _example_args(f.fn))
+        return format_function(compiled.ir)
+    f = _resolve(f)
+    function = lower_function(f, args or _example_args(f))
+    verify(function)
+    return format_function(function)
+
+
+class _AnyArray(np.ndarray):
+    """Stands for an argument of unknown value when transforming without a call."""
+
+
+def _example_args(fn):
+    names = _signature_names(fn)
+    parsed = parse_function(fn)
+    count = len(parsed.node.args.args) + len(parsed.node.args.posonlyargs)
+    return tuple(np.zeros(()).view(_AnyArray) for _ in range(min(len(names) or count, count)))

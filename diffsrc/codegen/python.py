@@ -1,0 +1,683 @@
+"""IR -> Python source that reads as if a careful person wrote it.
+
+Three decisions make the text readable:
+* names come from the user's variables (`h`, `h_bar`); a value reuses its
+  variable's name once the previous holder is dead, and a loop-carried value
+  keeps one name through init, body and result, so loops look like loops;
+* single-use temporaries are written inline as sub-expressions, with only the
+  parentheses Python's precedence needs;
+* constants are literals; only objects with no literal form get a name.
+"""
+import builtins
+import keyword
+import math
+import operator
+
+import numpy as np
+
+from ..ir.nodes import walk_ops
+from ..ir.printer import BINARY_SYMBOLS, UNARY_SYMBOLS
+from ..rules import registry
+from ..rules.registry import Method
+from ..rules.structures import list_append, make_dict, make_list, make_tuple
+from .. import runtime
+
+# Python operator precedence, loosest to tightest.
+PREC = {"ifexp": 1, "or": 2, "and": 3, "not": 4, "cmp": 5, "|": 6, "^": 7, "&": 8, "<<": 9,
+        ">>": 9, "+": 10, "-": 10, "*": 11, "@": 11, "/": 11, "//": 11, "%": 11, "unary": 12,
+        "**": 13, "primary": 15, "atom": 16}
+COMPARISONS = {"<", "<=", ">", ">=", "==", "!=", "is", "is not", "in"}
+ATOM = PREC["atom"]
+
+
+class Expr:
+    __slots__ = ("text", "prec")
+
+    def __init__(self, text, prec=ATOM):
+        self.text, self.prec = text, prec
+
+    def at(self, prec):
+        return self.text if self.prec >= prec else f"({self.text})"
+
+
+def literal(value):
+    """An Expr for a constant with a literal form, else None."""
+    if value is None or isinstance(value, (bool, str, bytes)) or value is Ellipsis:
+        return Expr(repr(value) if value is not Ellipsis else "...")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Expr(repr(value), ATOM if value >= 0 else PREC["unary"])
+    if isinstance(value, float):
+        if math.isfinite(value):
+            text = repr(value)
+            return Expr(text, ATOM if value >= 0 and not text.startswith("-") else PREC["unary"])
+        return Expr(f"float({str(value)!r})", PREC["primary"])
+    if isinstance(value, complex):
+        return Expr(repr(value))
+    if isinstance(value, slice):
+        return Expr(f"slice({value.start!r}, {value.stop!r}, {value.step!r})", PREC["primary"]) \
+            if all(literal(p) for p in (value.start, value.stop, value.step)) else None
+    if isinstance(value, tuple):
+        parts = [literal(v) for v in value]
+        if all(parts):
+            inner = ", ".join(p.text for p in parts)
+            return Expr(f"({inner},)" if len(parts) == 1 else f"({inner})")
+    if isinstance(value, list):
+        parts = [literal(v) for v in value]
+        if all(parts):
+            return Expr("[" + ", ".join(p.text for p in parts) + "]")
+    if isinstance(value, dict):
+        items = [(literal(k), literal(v)) for k, v in value.items()]
+        if all(k and v for k, v in items):
+            return Expr("{" + ", ".join(f"{k.text}: {v.text}" for k, v in items) + "}")
+    if isinstance(value, np.dtype):
+        return Expr(f"np.dtype({value.str!r})", PREC["primary"])
+    if isinstance(value, type) and getattr(np, value.__name__, None) is value:
+        return Expr(f"np.{value.__name__}", PREC["primary"])
+    if isinstance(value, type) and getattr(builtins, value.__name__, None) is value:
+        return Expr(value.__name__)
+    return None
+
+
+def index_text(value):
+    """Subscript syntax for a constant index: `:, 1:3, None`."""
+    parts = value if isinstance(value, tuple) else (value,)
+    out = []
+    for p in parts:
+        if isinstance(p, slice):
+            text = "" if p.start is None else repr(p.start)
+            text += ":" + ("" if p.stop is None else repr(p.stop))
+            if p.step is not None:
+                text += ":" + repr(p.step)
+            out.append(text)
+        elif p is Ellipsis:
+            out.append("...")
+        else:
+            lit = literal(p)
+            if lit is None:
+                return None
+            out.append(lit.text)
+    if isinstance(value, tuple) and len(value) == 1:
+        return out[0] + ","
+    return ", ".join(out)
+
+
+class Namer:
+    """Chooses a Python name per IR value: the user's name whenever it is free."""
+
+    def __init__(self, reserved):
+        self.names = {}
+        self.holders = {}          # name -> [(def, last_use)]
+        self.reserved = set(reserved)
+
+    def free(self, name, interval):
+        if name in self.reserved or keyword.iskeyword(name):
+            return False
+        start, end = interval
+        return all(e <= start or end <= s for s, e in self.holders.get(name, []))
+
+    def assign(self, value, interval, preferred=()):
+        base = value.hint or "t"
+        base = "".join(c if c.isalnum() or c == "_" else "_" for c in base)
+        if not base[0].isalpha() and base[0] != "_":
+            base = "v" + base
+        candidates = list(preferred) + [base] + [f"{base}_{i}" for i in range(1, 10000)]
+        for name in candidates:
+            if name and self.free(name, interval):
+                self.names[value.id] = name
+                self.holders.setdefault(name, []).append(interval)
+                return name
+        raise AssertionError("no free name")
+
+
+class Codegen:
+    def __init__(self, fn, mode, name):
+        self.fn = fn
+        self.mode = mode               # "grad" | "pullback" | "primal"
+        self.title = name
+        self.namespace = {"np": np, "math": math}
+        self.lines = []
+        self.line_locs = {}
+        self.bound = {}                # id(object) -> namespace name
+        self.inline = {}               # value id -> Expr, for values written inline
+        self.uses = {}
+        self.defs = {}
+        self.seeds = {}
+
+    # ---------------------------------------------------------------- analysis
+    def blocks(self):
+        blocks = [self.fn.body]
+        if self.mode in ("grad", "pullback"):
+            blocks.append(self.fn.pullback)
+        return blocks
+
+    def analyse(self):
+        """Positions, use counts and live intervals of every value."""
+        self.pos, self.end, self.first_use, self.last_use = {}, {}, {}, {}
+        self.def_pos = {}
+        counter = [0]
+        loops = []
+
+        def note_use(v, at):
+            self.uses[v.id] = self.uses.get(v.id, 0) + 1
+            position = at
+            for loop_op, start in loops:
+                if self.def_pos.get(v.id, -1) < start:
+                    position = max(position, ("end", loop_op))
+                    break
+            self.last_use.setdefault(v.id, []).append(position)
+
+        def walk(block):
+            for p in block.params:
+                self.def_pos[p.id] = counter[0]
+            for op in block.ops:
+                counter[0] += 1
+                self.pos[id(op)] = counter[0]
+                for a in op.args:
+                    note_use(a, counter[0])
+                    self.defs.setdefault(a.id, None)
+                for r in op.results:
+                    self.defs[r.id] = op
+                if op.regions:
+                    is_loop = op.opname in ("for", "while")
+                    if is_loop:
+                        loops.insert(0, (op, counter[0]))
+                    for region in op.regions:
+                        counter[0] += 1
+                        walk(region)
+                    if is_loop:
+                        loops.pop(0)
+                counter[0] += 1
+                self.end[id(op)] = counter[0]
+                for r in op.results:
+                    self.def_pos[r.id] = counter[0] if op.regions else self.pos[id(op)]
+
+        for p in self.fn.params:
+            self.def_pos[p.id] = 0
+        for block in self.blocks():
+            walk(block)
+        resolved = {}
+        for vid, positions in self.last_use.items():
+            resolved[vid] = max(self.end[id(p[1])] if isinstance(p, tuple) else p
+                                for p in positions)
+        self.last_use = resolved
+
+    def interval(self, v):
+        start = self.def_pos.get(v.id, 0)
+        return (start, max(self.last_use.get(v.id, start), start))
+
+    # ----------------------------------------------------------------- inlining
+    def choose_inline(self):
+        """Single-use temporaries and literals are written where they are used."""
+        uses_in = {}
+        for block in self.blocks():
+            self._collect_user_blocks(block, uses_in)
+        for block in self.blocks():
+            for op in walk_ops(block):
+                if op.opname == "const" and self.const_expr(op.attrs["value"]) is not None:
+                    self.inline[op.result.id] = None       # rendered on demand
+                elif op.opname == "call" and self.inlinable(op, uses_in):
+                    self.inline[op.result.id] = None
+
+    def _collect_user_blocks(self, block, out):
+        for i, op in enumerate(block.ops):
+            for a in op.args:
+                out.setdefault(a.id, []).append((id(block), i, op))
+            for region in op.regions:
+                self._collect_user_blocks(region, out)
+
+    def inlinable(self, op, uses_in):
+        v = op.result
+        if v.hint and not v.hint.startswith("_"):
+            return False
+        entry = registry.lookup(op.attrs["fn"])
+        if entry is None or entry.effect:
+            return False
+        users = uses_in.get(v.id, [])
+        if len(users) != 1:
+            return False
+        user = users[0][2]
+        if user.opname not in ("call", "yield", "return", "push", "pack", "if"):
+            return False
+        return self._same_block(op, users[0])
+
+    def _same_block(self, op, user_entry):
+        for block in self.blocks():
+            for b in [block] + [r for o in walk_ops(block) for r in o.regions]:
+                if op in b.ops:
+                    return id(b) == user_entry[0] and b.ops.index(op) < user_entry[1] and \
+                        not any(o.opname in ("push", "pop", "vjp", "unvjp") or (
+                            o.opname == "call" and getattr(registry.lookup(o.attrs["fn"]),
+                                                           "effect", True))
+                            for o in b.ops[b.ops.index(op) + 1:user_entry[1]])
+        return False
+
+    # ------------------------------------------------------------------ naming
+    def name_values(self):
+        reserved = {"np", "math"} | set(dir(builtins))
+        self.namer = Namer(reserved)
+        self.preferred = {}
+        for block in self.blocks():
+            for op in walk_ops(block):
+                self._preferences(op)
+        params = list(self.fn.params)
+        for p in params:
+            self.namer.assign(p, self.interval(p))
+        order = []
+        for block in self.blocks():
+            order.extend(self._defined_values(block))
+        for v in sorted(order, key=lambda v: self.def_pos.get(v.id, 0)):
+            if v.id in self.inline:
+                continue
+            preferred = [self.namer.names[p.id] for p in self.preferred.get(v.id, ())
+                         if p.id in self.namer.names]
+            self.namer.assign(v, self.interval(v), preferred)
+
+    def _defined_values(self, block):
+        out = list(block.params)
+        for op in block.ops:
+            for region in op.regions:
+                out.extend(self._defined_values(region))
+            out.extend(op.results)
+        return out
+
+    def _preferences(self, op):
+        def link(a, b):
+            self.preferred.setdefault(a.id, []).append(b)
+            self.preferred.setdefault(b.id, []).append(a)
+        if op.opname in ("for", "while"):
+            body = op.regions[-1]
+            inits = op.args[3:] if op.opname == "for" else op.args
+            params = body.params[1:] if op.opname == "for" else body.params
+            for k, p in enumerate(params):
+                link(p, inits[k])
+                link(op.results[k], p)
+                link(body.ops[-1].args[k], p)
+                if op.opname == "while":
+                    link(op.regions[0].params[k], inits[k])
+        elif op.opname == "if":
+            for region in op.regions:
+                for k, y in enumerate(region.ops[-1].args):
+                    link(y, op.results[k])
+
+    def name(self, v):
+        return self.namer.names[v.id]
+
+    # -------------------------------------------------------------- expressions
+    def const_expr(self, value):
+        lit = literal(value)
+        if lit is not None:
+            return lit
+        return None
+
+    def bind(self, obj, hint):
+        key = id(obj)
+        if key not in self.bound:
+            base = "".join(c if c.isalnum() else "_" for c in (hint or "constant")) or "constant"
+            name, i = base, 1
+            while name in self.namespace or name in self.namer.holders or keyword.iskeyword(name):
+                i += 1
+                name = f"{base}_{i}"
+            self.namespace[name] = obj
+            self.bound[key] = name
+        return self.bound[key]
+
+    def ref(self, v):
+        """The expression that reads value `v`."""
+        if v.id in self.seeds:
+            return self.seeds[v.id]
+        if v.id in self.inline:
+            op = self.defs[v.id]
+            if op.opname == "const":
+                return self.const_expr(op.attrs["value"])
+            return self.call_expr(op)
+        if v.id not in self.namer.names:
+            op = self.defs.get(v.id)
+            if op is not None and op.opname == "const":
+                return Expr(self.bind(op.attrs["value"], v.hint), ATOM)
+        return Expr(self.name(v))
+
+    def const_value(self, v):
+        op = self.defs.get(v.id)
+        return op.attrs["value"] if op is not None and op.opname == "const" else None
+
+    def is_const(self, v):
+        op = self.defs.get(v.id)
+        return op is not None and op.opname == "const"
+
+    def callable_text(self, fn):
+        entry = registry.lookup(fn)
+        if entry is not None and entry.emit:
+            return entry.emit
+        module = getattr(fn, "__module__", None) or ""
+        name = getattr(fn, "__name__", None)
+        if name and module in ("diffsrc.runtime", "diffsrc.rules.structures"):
+            self.namespace[name] = fn
+            return name
+        if name and getattr(np, name, None) is fn:
+            return f"np.{name}"
+        if name and getattr(np.random, name, None) is fn:
+            return f"np.random.{name}"
+        if name and getattr(math, name, None) is fn:
+            return f"math.{name}"
+        if name and getattr(builtins, name, None) is fn:
+            return name
+        return self.bind(fn, name)
+
+    def call_expr(self, op):
+        fn = op.attrs["fn"]
+        kwnames = op.attrs.get("kwnames", ())
+        npos = len(op.args) - len(kwnames)
+        pos, kw = op.args[:npos], list(zip(kwnames, op.args[npos:]))
+        if fn in BINARY_SYMBOLS and npos == 2 and not kw:
+            symbol = BINARY_SYMBOLS[fn]
+            prec = PREC["cmp"] if symbol in COMPARISONS else PREC[symbol]
+            left, right = self.ref(pos[0]), self.ref(pos[1])
+            if symbol == "**":
+                return Expr(f"{left.at(PREC['**'] + 1)} ** {right.at(PREC['unary'])}", prec)
+            if symbol in COMPARISONS:
+                return Expr(f"{left.at(prec + 1)} {symbol} {right.at(prec + 1)}", prec)
+            return Expr(f"{left.at(prec)} {symbol} {right.at(prec + 1)}", prec)
+        if fn is operator.is_ or fn is operator.is_not:
+            word = "is" if fn is operator.is_ else "is not"
+            return Expr(f"{self.ref(pos[0]).at(6)} {word} {self.ref(pos[1]).at(6)}", PREC["cmp"])
+        if fn is operator.contains:
+            return Expr(f"{self.ref(pos[1]).at(6)} in {self.ref(pos[0]).at(6)}", PREC["cmp"])
+        if fn in UNARY_SYMBOLS and npos == 1 and not kw:
+            symbol = UNARY_SYMBOLS[fn]
+            if symbol == "not ":
+                return Expr(f"not {self.ref(pos[0]).at(PREC['not'])}", PREC["not"])
+            return Expr(f"{symbol}{self.ref(pos[0]).at(PREC['unary'])}", PREC["unary"])
+        if fn is operator.getitem:
+            return Expr(f"{self.ref(pos[0]).at(PREC['primary'])}[{self.index(pos[1])}]",
+                        PREC["primary"])
+        if fn is make_tuple:
+            parts = [self.ref(a).text for a in pos]
+            return Expr(f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})")
+        if fn is make_list:
+            return Expr("[" + ", ".join(self.ref(a).text for a in pos) + "]")
+        if fn is make_dict:
+            keys = self.const_value(pos[0])
+            items = ", ".join(f"{k!r}: {self.ref(v).text}" for k, v in zip(keys, pos[1:]))
+            return Expr("{" + items + "}")
+        if fn is list_append:
+            return Expr(f"{self.ref(pos[0]).at(PREC['+'])} + [{self.ref(pos[1]).text}]", PREC["+"])
+        args = [self.ref(a).text for a in pos] + [f"{k}={self.ref(v).text}" for k, v in kw]
+        if isinstance(fn, Method):
+            receiver = self.ref(pos[0])
+            text = receiver.at(PREC["primary"])
+            if receiver.prec == ATOM and text[:1].isdigit():
+                text = f"({text})"
+            if fn.attribute:
+                return Expr(f"{text}.{fn.name}", PREC["primary"])
+            return Expr(f"{text}.{fn.name}({', '.join(args[1:])})", PREC["primary"])
+        return Expr(f"{self.callable_text(fn)}({', '.join(args)})", PREC["primary"])
+
+    def index(self, v):
+        if self.is_const(v):
+            text = index_text(self.const_value(v))
+            if text is not None:
+                return text
+        op = self.defs.get(v.id)
+        if op is not None and op.opname == "call" and op.attrs["fn"] is make_tuple and \
+                v.id in self.inline:
+            parts = []
+            for a in op.args:
+                if self.is_const(a) and index_text(self.const_value(a)) is not None and \
+                        not isinstance(self.const_value(a), tuple):
+                    parts.append(index_text(self.const_value(a)))
+                else:
+                    parts.append(self.ref(a).text)
+            return ", ".join(parts) + ("," if len(parts) == 1 else "")
+        if op is not None and op.opname == "call" and op.attrs["fn"] is slice and \
+                v.id in self.inline:
+            lo, hi, step = (self.ref(a).text if not (self.is_const(a) and self.const_value(a)
+                                                     is None) else "" for a in op.args)
+            return f"{lo}:{hi}" + (f":{step}" if step else "")
+        return self.ref(v).text
+
+    # --------------------------------------------------------------- statements
+    def emit(self, text, depth, loc=None):
+        self.lines.append("    " * depth + text)
+        if loc is not None:
+            self.line_locs[len(self.lines)] = loc
+
+    def assign_text(self, targets, expr):
+        return f"{', '.join(targets)} = {expr}"
+
+    def emit_block(self, block, depth):
+        start = len(self.lines)
+        for op in block.ops:
+            self.emit_op(op, depth)
+        return len(self.lines) > start
+
+    def emit_op(self, op, depth):
+        name = op.opname
+        loc = op.loc
+        if name == "const" or (op.results and all(r.id in self.inline for r in op.results)):
+            return
+        if name == "call":
+            expr = self.call_expr(op)
+            if self.uses.get(op.result.id):
+                self.emit(f"{self.name(op.result)} = {expr.text}", depth, loc)
+            else:
+                entry = registry.lookup(op.attrs["fn"])
+                if entry is None or entry.effect:
+                    self.emit(expr.text, depth, loc)
+        elif name == "unpack":
+            tree = op.attrs["tree"]
+            base = self.ref(op.args[0]).at(PREC["primary"])
+            for leaf, path in zip(op.results, tree.leaf_paths()):
+                if self.uses.get(leaf.id):
+                    self.emit(f"{self.name(leaf)} = {base}{path_text(path)}", depth, loc)
+        elif name == "pack":
+            tree = op.attrs["tree"]
+            parts = iter(op.args[1:])
+            expr = self.pack_expr(tree, self.ref(op.args[0]).at(PREC["primary"]), parts)
+            self.emit(f"{self.name(op.result)} = {expr}", depth, loc)
+        elif name == "if":
+            self.emit(f"if {self.ref(op.args[0]).text}:", depth, loc)
+            then, other = op.regions
+            self.emit_region(then, op.results, depth + 1)
+            if self.region_has_code(other, op.results):
+                self.emit("else:", depth)
+                self.emit_region(other, op.results, depth + 1)
+        elif name == "for":
+            self.emit_for(op, depth)
+        elif name == "while":
+            self.emit_while(op, depth)
+        elif name == "stack":
+            self.emit(f"{self.name(op.result)} = []", depth, loc)
+        elif name == "push":
+            values = [self.ref(a).text for a in op.args[1:]]
+            item = values[0] if len(values) == 1 else f"({', '.join(values)})" if values else \
+                "None"
+            if len(values) == 1 and self.ref(op.args[1]).prec < PREC["atom"]:
+                item = values[0]
+            self.emit(f"{self.ref(op.args[0]).text}.append({item})", depth, loc)
+        elif name == "pop":
+            targets = [self.name(r) if self.uses.get(r.id) else "_" for r in op.results]
+            stack = self.ref(op.args[0]).text
+            if not targets:
+                self.emit(f"{stack}.pop()", depth, loc)
+            elif len(targets) == 1:
+                self.emit(f"{targets[0]} = {stack}.pop()", depth, loc)
+            else:
+                self.emit(f"{', '.join(targets)} = {stack}.pop()", depth, loc)
+        elif name == "vjp":
+            self.namespace["pullback"] = _pullback_entry()
+            fn_text = self.callable_text(op.attrs["fn"])
+            args = ", ".join(self.ref(a).text for a in op.args)
+            self.emit(f"{self.name(op.results[0])}, {self.name(op.results[1])} = "
+                      f"pullback({fn_text}, {args})", depth, loc)
+        elif name == "unvjp":
+            self.emit(f"{self.name(op.result)} = {self.ref(op.args[0]).text}"
+                      f"({self.ref(op.args[1]).text})", depth, loc)
+        elif name in ("yield", "return"):
+            pass
+        else:
+            raise AssertionError(f"codegen cannot emit {name}")
+
+    def pack_expr(self, tree, source, parts):
+        """A gradient with the structure of the argument `source` (an access expression)."""
+        if tree.kind == "leaf":
+            return self.ref(next(parts)).text
+        if tree.kind == "static":
+            return "None"
+        step = "attr" if tree.kind == "object" else "index"
+        children = [self.pack_expr(child, source + path_text(((step, key),)), parts)
+                    for key, child in zip(tree.keys, tree.children)]
+        if tree.kind == "tuple":
+            return f"({children[0]},)" if len(children) == 1 else f"({', '.join(children)})"
+        if tree.kind == "list":
+            return "[" + ", ".join(children) + "]"
+        if tree.kind == "dict":
+            return "{" + ", ".join(f"{k!r}: {c}" for k, c in zip(tree.keys, children)) + "}"
+        self.namespace["with_fields"] = runtime.with_fields
+        fields = ", ".join(f"{k}={c}" for k, c in zip(tree.keys, children))
+        return f"with_fields({source}, {fields})"
+
+    def region_has_code(self, region, results):
+        saved = len(self.lines)
+        self.emit_region(region, results, 0)
+        has = len(self.lines) > saved and any(line.strip() != "pass"
+                                              for line in self.lines[saved:])
+        del self.lines[saved:]
+        for k in [k for k in self.line_locs if k > saved]:
+            del self.line_locs[k]
+        return has
+
+    def emit_region(self, region, results, depth):
+        wrote = self.emit_block(region, depth)
+        copies = self.copies(results, region.ops[-1].args)
+        if copies:
+            self.emit(copies, depth)
+        elif not wrote:
+            self.emit("pass", depth)
+
+    def copies(self, targets, sources):
+        """One parallel assignment for the values whose names differ."""
+        pairs = [(self.name(t), self.ref(s).text) for t, s in zip(targets, sources)
+                 if t.id in self.namer.names and self.ref(s).text != self.name(t)]
+        if not pairs:
+            return None
+        return f"{', '.join(t for t, _ in pairs)} = {', '.join(s for _, s in pairs)}"
+
+    def emit_for(self, op, depth):
+        body = op.regions[0]
+        start, stop, step = op.args[:3]
+        inits = op.args[3:]
+        carried = body.params[1:]
+        before = self.copies(carried, inits)
+        if before:
+            self.emit(before, depth)
+        index = body.params[0]
+        index_name = self.name(index) if self.uses.get(index.id) else "_"
+        bounds = [self.ref(a).text for a in (start, stop, step)]
+        if self.const_value(step) == 1 and self.is_const(step):
+            bounds = bounds[:2]
+            if self.const_value(start) == 0 and self.is_const(start):
+                bounds = bounds[1:]
+        self.emit(f"for {index_name} in range({', '.join(bounds)}):", depth + 0, op.loc)
+        wrote = self.emit_block(body, depth + 1)
+        after = self.copies(carried, body.ops[-1].args)
+        if after:
+            self.emit(after, depth + 1)
+        exit_index = op.attrs.get("exit")
+        if exit_index is not None:
+            self.emit(f"if {self.name(carried[exit_index])}:", depth + 1)
+            self.emit("break", depth + 2)
+        if not wrote and not after and exit_index is None:
+            self.emit("pass", depth + 1)
+        final = self.copies(op.results, carried)
+        if final:
+            self.emit(final, depth)
+
+    def emit_while(self, op, depth):
+        cond, body = op.regions
+        before = self.copies(cond.params, op.args)
+        if before:
+            self.emit(before, depth)
+        flag = cond.ops[-1].args[0]
+        simple = all(o.opname in ("const", "yield") or (o.results and o.result.id in self.inline)
+                     for o in cond.ops)
+        same_names = all(self.name(c) == self.name(b) for c, b in zip(cond.params, body.params))
+        if simple and same_names:
+            self.emit(f"while {self.ref(flag).text}:", depth, op.loc)
+        else:
+            self.emit("while True:", depth, op.loc)
+            self.emit_block(cond, depth + 1)
+            self.emit(f"if not {self.ref(flag).at(PREC['not'])}:", depth + 1)
+            self.emit("break", depth + 2)
+            to_body = self.copies(body.params, cond.params)
+            if to_body:
+                self.emit(to_body, depth + 1)
+        wrote = self.emit_block(body, depth + 1)
+        after = self.copies(cond.params, body.ops[-1].args)
+        if after:
+            self.emit(after, depth + 1)
+        if not wrote and not after:
+            self.emit("pass", depth + 1)
+        final = self.copies(op.results, cond.params)
+        if final:
+            self.emit(final, depth)
+
+    # ---------------------------------------------------------------- function
+    def generate(self):
+        if self.mode == "grad":
+            for seed in self.fn.pullback.params:
+                self.seeds[seed.id] = Expr("1.0")
+        self.analyse()
+        self.choose_inline()
+        self.name_values()
+        params = ", ".join(self.name(p) for p in self.fn.params)
+        suffix = {"grad": "_grad", "pullback": "_pullback", "primal": ""}[self.mode]
+        fname = self.title + suffix
+        self.emit(f"def {fname}({params}):", 0)
+        self.emit(f'"""Generated by diffsrc from {self.title} ({self.fn.filename}:'
+                  f'{self.fn.lineno})."""', 1)
+        body = self.fn.body
+        for op in body.ops[:-1]:
+            self.emit_op(op, 1)
+        outputs = [self.ref(a).text for a in body.ops[-1].args]
+        out_text = outputs[0] if len(outputs) == 1 else f"({', '.join(outputs)})"
+        if self.mode == "primal":
+            self.emit(f"return {out_text}", 1)
+        elif self.mode == "grad":
+            self.emit_block_body(self.fn.pullback, 1)
+            grads = [self.ref(a).text for a in self.fn.pullback.ops[-1].args]
+            grad_text = grads[0] if len(grads) == 1 else f"({', '.join(grads)})"
+            self.emit(f"return {out_text}, {grad_text}", 1)
+        else:
+            seeds = ", ".join(self.name(p) for p in self.fn.pullback.params)
+            self.emit(f"def {self.title}_back({seeds}):", 1)
+            self.emit_block_body(self.fn.pullback, 2)
+            grads = [self.ref(a).text for a in self.fn.pullback.ops[-1].args]
+            self.emit(f"return ({', '.join(grads)}{',' if len(grads) == 1 else ''})", 2)
+            self.emit(f"return {out_text}, {self.title}_back", 1)
+        return "\n".join(self.lines) + "\n", fname
+
+    def emit_block_body(self, block, depth):
+        for op in block.ops[:-1]:
+            self.emit_op(op, depth)
+
+
+def path_text(path):
+    out = []
+    for step, key in path:
+        if step == "attr":
+            out.append(f".{key}")
+        else:
+            out.append(f"[{key!r}]")
+    return "".join(out)
+
+
+def _pullback_entry():
+    from ..api import pullback
+    return pullback
+
+
+def generate(fn, mode, name=None):
+    """Python source for `fn`: returns (source, function name, namespace, line map)."""
+    gen = Codegen(fn, mode, name or fn.name)
+    source, fname = gen.generate()
+    return source, fname, gen.namespace, gen.line_locs

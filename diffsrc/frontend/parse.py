@@ -1,0 +1,139 @@
+"""Recover the source, syntax tree and name bindings of a Python function."""
+import inspect
+import itertools
+import linecache
+import textwrap
+from dataclasses import dataclass
+
+import gast
+
+from ..errors import SourceUnavailableError, UnsupportedSyntaxError
+
+
+@dataclass
+class ParsedFunction:
+    """A function's syntax tree with everything needed to resolve its names."""
+    node: object            # gast.FunctionDef or gast.Lambda
+    filename: str
+    line_offset: int        # add to node line numbers to get file line numbers
+    globals: dict
+    closure: dict
+    pyfunc: object = None
+
+    @property
+    def name(self):
+        return getattr(self.node, "name", "<lambda>")
+
+    def lineno(self, node):
+        return getattr(node, "lineno", 1) + self.line_offset
+
+
+_cache = {}
+
+
+def parse_function(fn):
+    """Parse `fn` (unwrapping decorators) into a ParsedFunction; cached per code object."""
+    fn = inspect.unwrap(fn)
+    if inspect.ismethod(fn):
+        fn = fn.__func__
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        raise SourceUnavailableError(f"{fn!r} is not a Python function; it has no source to read")
+    key = (code, id(fn.__globals__))
+    parsed = _cache.get(key)
+    if parsed is None:
+        parsed = _cache[key] = _parse(fn, code)
+    closure = {}
+    for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
+        try:
+            closure[name] = cell.cell_contents
+        except ValueError:  # an empty cell: the name is assigned later in the enclosing scope
+            pass
+    return ParsedFunction(parsed.node, parsed.filename, parsed.line_offset, fn.__globals__,
+                          closure, fn)
+
+
+def _parse(fn, code):
+    filename = code.co_filename
+    try:
+        lines, first = inspect.getsourcelines(fn)
+    except (OSError, TypeError) as exc:
+        raise SourceUnavailableError(
+            f"cannot read the source of {getattr(fn, '__qualname__', fn)!r} ({exc}); define it "
+            "in a file, or pass its source text to diffsrc (ds.grad(\"def f(x): ...\"))",
+            filename, code.co_firstlineno) from None
+    text = textwrap.dedent("".join(lines))
+    first = max(first, 1)
+    if code.co_name == "<lambda>":
+        node, offset = _find_lambda(text, code, first)
+    else:
+        try:
+            tree = gast.parse(text)
+        except SyntaxError as exc:
+            raise SourceUnavailableError(f"cannot parse the source of {code.co_name}: {exc}",
+                                         filename, first) from None
+        node = next((n for n in tree.body if isinstance(n, (gast.FunctionDef,
+                                                           gast.AsyncFunctionDef))), None)
+        if node is None:
+            raise SourceUnavailableError(f"no function definition found for {code.co_name}",
+                                         filename, first)
+        offset = first - 1
+    if isinstance(node, gast.AsyncFunctionDef):
+        raise UnsupportedSyntaxError("async functions are not supported", filename,
+                                     node.lineno + offset)
+    return ParsedFunction(node, filename, offset, None, None)
+
+
+def _find_lambda(text, code, first):
+    """Find the lambda whose parameters match `code` inside the source lines around it."""
+    params = list(code.co_varnames[:code.co_argcount])
+    candidates = []
+    lines = text.splitlines()
+    # The lambda may sit inside a larger statement that does not parse on its own:
+    # try the whole text, then every suffix starting at a `lambda` keyword.
+    snippets = [text]
+    for i, line in enumerate(lines):
+        for j in [k for k in range(len(line)) if line.startswith("lambda", k)]:
+            rest = "\n".join([line[j:]] + lines[i + 1:])
+            for end in range(len(rest), 0, -1):
+                snippets.append(("(" + rest[:end] + ")", i))
+    for snippet in snippets:
+        src, row = (snippet, 0) if isinstance(snippet, str) else snippet
+        try:
+            tree = gast.parse(src)
+        except SyntaxError:
+            continue
+        for node in gast.walk(tree):
+            if isinstance(node, gast.Lambda) and [a.id for a in node.args.args] == params:
+                candidates.append((node, first - 1 + row))
+        if candidates:
+            break
+    if not candidates:
+        raise SourceUnavailableError("cannot recover the source of this lambda",
+                                     code.co_filename, first)
+    return candidates[0]
+
+
+_counter = itertools.count(1)
+
+
+def function_from_source(source, namespace=None):
+    """Define the function(s) in `source` and return the last one defined.
+
+    The text is registered with linecache under a unique file name, so its
+    source can be read back (and tracebacks show it) like a file's.
+    """
+    source = textwrap.dedent(source)
+    filename = f"<diffsrc-input-{next(_counter)}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    try:
+        tree = gast.parse(source)
+    except SyntaxError as exc:
+        raise UnsupportedSyntaxError(f"syntax error in source text: {exc.msg}", filename,
+                                     exc.lineno) from None
+    names = [n.name for n in tree.body if isinstance(n, gast.FunctionDef)]
+    if not names:
+        raise SourceUnavailableError("the source text defines no function", filename, 1)
+    namespace = dict(namespace or {})
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace[names[-1]]

@@ -1,0 +1,65 @@
+"""Python operators (+ - * / // % ** @, unary -, comparisons) on numbers and arrays.
+
+The NumPy ufunc names of the same operations share these rules. Broadcasting
+is undone by `unbroadcast`, the one place that knows about it.
+"""
+import operator
+
+import numpy as np
+
+from .registry import adjoint_rule, nondifferentiable, register
+from ..runtime import unbroadcast
+
+for _op in (operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv,
+            operator.mod, operator.pow, operator.neg, operator.pos, operator.matmul):
+    register(_op, foldable=True)
+nondifferentiable(operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne,
+                  operator.not_, operator.is_, operator.is_not, operator.contains,
+                  operator.and_, operator.or_, operator.xor, operator.invert,
+                  operator.lshift, operator.rshift, foldable=True)
+
+
+@adjoint_rule(operator.add, np.add)
+def add_adjoint(z_bar, z, x, y):
+    return unbroadcast(z_bar, x), unbroadcast(z_bar, y)
+
+
+@adjoint_rule(operator.sub, np.subtract)
+def sub_adjoint(z_bar, z, x, y):
+    return unbroadcast(z_bar, x), unbroadcast(-z_bar, y)
+
+
+@adjoint_rule(operator.mul, np.multiply)
+def mul_adjoint(z_bar, z, x, y):
+    return unbroadcast(z_bar * y, x), unbroadcast(z_bar * x, y)
+
+
+@adjoint_rule(operator.truediv, np.divide, np.true_divide)
+def truediv_adjoint(z_bar, z, x, y):
+    return unbroadcast(z_bar / y, x), unbroadcast(-z_bar * z / y, y)
+
+
+@adjoint_rule(operator.floordiv, np.floor_divide)
+def floordiv_adjoint(z_bar, z, x, y):
+    return None, None
+
+
+@adjoint_rule(operator.mod, np.mod, np.remainder)
+def mod_adjoint(z_bar, z, x, y):
+    return unbroadcast(z_bar, x), unbroadcast(-z_bar * ((x - z) / y), y)
+
+
+@adjoint_rule(operator.pow, np.power)
+def pow_adjoint(z_bar, z, x, y):
+    return (unbroadcast(z_bar * y * x ** (y - 1), x),
+            unbroadcast(z_bar * z * np.log(np.where(x > 0, x, 1)), y))
+
+
+@adjoint_rule(operator.neg, np.negative)
+def neg_adjoint(y_bar, y, x):
+    return (-y_bar,)
+
+
+@adjoint_rule(operator.pos, np.positive)
+def pos_adjoint(y_bar, y, x):
+    return (y_bar,)

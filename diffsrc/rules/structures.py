@@ -1,0 +1,66 @@
+"""Containers built at run time: tuples, lists and dicts, item access and update."""
+import operator
+
+from .registry import adjoint_rule, register
+from .. import runtime
+
+
+def make_tuple(*items):
+    return items
+
+
+def make_list(*items):
+    return list(items)
+
+
+def make_dict(keys, *values):
+    return dict(zip(keys, values))
+
+
+def list_append(items, item):
+    """`items.append(item)` as a value: a new list (the old one may still be read)."""
+    return items + [item]
+
+
+register(make_tuple, result_kind="tuple")
+register(make_list, result_kind="list")
+register(make_dict, result_kind="dict")
+register(list_append, result_kind="list")
+register(runtime.index_update)
+register(runtime.unindex)
+register(runtime.zeros_like)
+register(runtime.accumulate)
+register(runtime.unbroadcast)
+register(runtime.raise_error, effect=True)
+register(slice, foldable=True, nondiff=True)
+
+
+@adjoint_rule(make_tuple, make_list)
+def make_sequence_adjoint(y_bar, y, *items):
+    return y_bar
+
+
+@adjoint_rule(make_dict)
+def make_dict_adjoint(y_bar, y, keys, *values):
+    return (None,) + tuple(y_bar[k] for k in keys)
+
+
+@adjoint_rule(list_append)
+def list_append_adjoint(y_bar, y, items, item):
+    return y_bar[:-1], y_bar[-1]
+
+
+@adjoint_rule(operator.getitem)
+def getitem_adjoint(y_bar, y, x, index):
+    return (runtime.unindex(y_bar, x, index),)
+
+
+@adjoint_rule(runtime.index_update)
+def index_update_adjoint(y_bar, y, x, index, v):
+    return (runtime.index_update(y_bar, index, 0.0), None,
+            runtime.unbroadcast(y_bar[index], v))
+
+
+@adjoint_rule(runtime.accumulate)
+def accumulate_adjoint(y_bar, y, a, b):
+    return y_bar, y_bar
