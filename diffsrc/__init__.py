@@ -1,9 +1,9 @@
 """diffsrc: differentiable programming for plain Python by source transformation."""
-from .api import grad, value_and_grad, pullback, source, ir
+from .api import grad, value_and_grad, pullback, source, ir, adjoint
 from .errors import (DiffsrcError, UnsupportedSyntaxError, NoRuleError, NonScalarOutputError,
                      NonDifferentiableError, SourceUnavailableError, TransformError)
 
 __version__ = "0.1.0"
-__all__ = ["grad", "value_and_grad", "pullback", "source", "ir", "DiffsrcError",
+__all__ = ["adjoint", "grad", "value_and_grad", "pullback", "source", "ir", "DiffsrcError",
            "UnsupportedSyntaxError", "NoRuleError", "NonScalarOutputError",
            "NonDifferentiableError", "SourceUnavailableError", "TransformError"]

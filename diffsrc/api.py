@@ -19,6 +19,7 @@ from .frontend.lower import lower_function
 from .frontend.parse import function_from_source, parse_function
 from .frontend.trees import tree_of
 from .ir import format_function, verify
+from .rules import registry
 from .passes.dce import eliminate_dead_code
 from .transforms.reverse import reverse
 
@@ -182,6 +183,8 @@ class GradientFunction:
                 f"{np.shape(value)} (use ds.pullback or ds.jacobian)")
         if self.single:
             grads = _as_float_like(grads, args[self.wrt[0]])
+        elif len(self.wrt) == 1:
+            grads = (_as_float_like(grads, args[self.wrt[0]]),)
         else:
             grads = tuple(_as_float_like(g, args[i]) for g, i in zip(grads, self.wrt))
         return (value, grads) if self.with_value else grads
@@ -210,6 +213,28 @@ def value_and_grad(f=None, wrt=0):
 
 
 _pullback_cache = {}
+
+
+def adjoint(fn):
+    """Register the reverse rule of `fn` (any callable, with or without Python source).
+
+        @ds.adjoint(scipy.special.erf)
+        def _(y_bar, y, x):
+            return (y_bar * 2 / np.sqrt(np.pi) * np.exp(-x * x),)
+
+    The rule receives the output adjoint, the output and the call's arguments and
+    returns a tuple with one adjoint per leading positional argument (None where an
+    argument gets none). It is read and inlined like user code, so it may use NumPy,
+    branches and helper functions, and stays differentiable for higher orders.
+    """
+    def register(template):
+        if not callable(template):
+            raise TypeError("@ds.adjoint decorates the rule function")
+        registry.register(fn, adjoint=template)
+        _global_cache.clear()
+        _pullback_cache.clear()
+        return template
+    return register
 
 
 def pullback(f, *args, **kwargs):

@@ -151,20 +151,11 @@ class Codegen:
         return blocks
 
     def analyse(self):
-        """Positions, use counts and live intervals of every value."""
-        self.pos, self.end, self.first_use, self.last_use = {}, {}, {}, {}
-        self.def_pos = {}
+        """Positions of ops, and every use of every value (with its enclosing loops)."""
+        self.pos, self.end, self.def_pos = {}, {}, {}
+        self.use_sites = []                      # (value, using op, loops around the use)
         counter = [0]
         loops = []
-
-        def note_use(v, at):
-            self.uses[v.id] = self.uses.get(v.id, 0) + 1
-            position = at
-            for loop_op, start in loops:
-                if self.def_pos.get(v.id, -1) < start:
-                    position = max(position, ("end", loop_op))
-                    break
-            self.last_use.setdefault(v.id, []).append(position)
 
         def walk(block):
             for p in block.params:
@@ -173,8 +164,8 @@ class Codegen:
                 counter[0] += 1
                 self.pos[id(op)] = counter[0]
                 for a in op.args:
-                    note_use(a, counter[0])
-                    self.defs.setdefault(a.id, None)
+                    self.uses[a.id] = self.uses.get(a.id, 0) + 1
+                    self.use_sites.append((a, op, list(loops)))
                 for r in op.results:
                     self.defs[r.id] = op
                 if op.regions:
@@ -195,11 +186,27 @@ class Codegen:
             self.def_pos[p.id] = 0
         for block in self.blocks():
             walk(block)
-        resolved = {}
-        for vid, positions in self.last_use.items():
-            resolved[vid] = max(self.end[id(p[1])] if isinstance(p, tuple) else p
-                                for p in positions)
-        self.last_use = resolved
+
+    def live_ranges(self):
+        """Last use of each value, where an inlined expression counts at its consumer."""
+        consumer = {}
+        for a, op, _ in self.use_sites:
+            consumer[a.id] = op
+
+        def effective(op):
+            while op.results and op.results[0].id in self.inline and \
+                    op.results[0].id in consumer:
+                op = consumer[op.results[0].id]
+            return self.pos[id(op)]
+
+        self.last_use = {}
+        for a, op, loops in self.use_sites:
+            position = effective(op)
+            for loop_op, start in reversed(loops):
+                if self.def_pos.get(a.id, -1) < start:
+                    position = max(position, self.end[id(loop_op)])
+                    break
+            self.last_use[a.id] = max(self.last_use.get(a.id, 0), position)
 
     def interval(self, v):
         start = self.def_pos.get(v.id, 0)
@@ -628,6 +635,7 @@ class Codegen:
                 self.seeds[seed.id] = Expr("1.0")
         self.analyse()
         self.choose_inline()
+        self.live_ranges()
         self.name_values()
         params = ", ".join(self.name(p) for p in self.fn.params)
         suffix = {"grad": "_grad", "pullback": "_pullback", "primal": ""}[self.mode]

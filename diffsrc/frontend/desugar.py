@@ -63,8 +63,8 @@ class _Desugarer:
     def block(self, stmts, loops):
         out = []
         for k, stmt in enumerate(stmts):
-            out.extend(self.stmt(stmt, loops))
             flags = self.flags_set_by(stmt, loops)
+            out.extend(self.stmt(stmt, loops))
             rest = stmts[k + 1:]
             if flags and rest:
                 body = self.block(rest, loops)

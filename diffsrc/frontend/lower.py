@@ -1401,6 +1401,8 @@ def _len(low, args, kwargs):
     a = args[0]
     if isinstance(a, RangeS) and all(isinstance(p, Static) for p in (a.start, a.stop, a.step)):
         return Static(len(range(a.start.value, a.stop.value, a.step.value)))
+    if isinstance(a, RangeS):
+        a = low.value(a)
     if isinstance(a, Value):
         return low.b.call(len, [a], kind="int")
     if is_structure(a) or isinstance(a, Static):

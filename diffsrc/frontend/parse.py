@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import gast
 
 from ..errors import SourceUnavailableError, UnsupportedSyntaxError
+from .desugar import desugar_function
 
 
 @dataclass
@@ -81,6 +82,8 @@ def _parse(fn, code):
     if isinstance(node, gast.AsyncFunctionDef):
         raise UnsupportedSyntaxError("async functions are not supported", filename,
                                      node.lineno + offset)
+    if isinstance(node, gast.FunctionDef):
+        node = desugar_function(node)
     return ParsedFunction(node, filename, offset, None, None)
 
 

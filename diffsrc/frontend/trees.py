@@ -38,7 +38,7 @@ class Tree:
 
     def differentiable_leaf(self):
         return self.kind == "leaf" and self.leaf[0] in ("float", "array", "complex") and (
-            self.leaf[0] != "array" or self.leaf[1][:1] in ("f", "c"))
+            self.leaf[0] != "array" or np.dtype(self.leaf[1]).kind in "fc")
 
 
 STATIC_TYPES = (type(None), str, bytes, types.FunctionType, types.BuiltinFunctionType,
