@@ -1,0 +1,337 @@
+#!/usr/bin/env python3
+"""Run the diffsrc benchmark suite: one process per (workload, implementation) cell.
+
+    python benchmarks/run.py                              # everything, about 4 minutes
+    python benchmarks/run.py --quick                      # short budgets, under a minute
+    python benchmarks/run.py --only W4,W5 --impls hand,diffsrc,torch
+    python benchmarks/run.py --default-malloc             # glibc's default allocator settings
+
+Prints a markdown report and writes benchmarks/results/latest.{json,jsonl,md}
+(--out DIR to write elsewhere, --no-save to write nothing).  See benchmarks/README.md.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+
+TUNED_MALLOC = {'MALLOC_MMAP_THRESHOLD_': '268435456', 'MALLOC_TRIM_THRESHOLD_': '1073741824'}
+COLUMNS = ('hand', 'diffsrc', 'torch', 'jax', 'autograd')
+
+
+# ----------------------------------------------------------------------------- running
+
+def wait_quiet(limit_s=3.0, max_foreign=0.5, probe_s=0.1):
+    """Wait (up to limit_s) until other processes use at most max_foreign cores."""
+    t0 = time.perf_counter()
+    while True:
+        s0 = harness._cpu_snapshot()
+        time.sleep(probe_s)
+        f = harness.foreign_cores(s0, harness._cpu_snapshot())
+        if not f > max_foreign or time.perf_counter() - t0 >= limit_s:
+            return f
+
+
+def cell_env(tuned_malloc):
+    env = dict(os.environ)
+    env.setdefault('OMP_NUM_THREADS', '2')
+    env.setdefault('OPENBLAS_NUM_THREADS', '2')
+    env.setdefault('JAX_PLATFORMS', 'cpu')
+    env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    for k in TUNED_MALLOC:
+        env.pop(k, None)
+    if tuned_malloc:
+        env.update(TUNED_MALLOC)
+    return env
+
+
+def run_cell(wid, impl, ref, args, env):
+    cmd = [sys.executable, os.path.join(HERE, 'harness.py'), 'cell', wid, impl, '--ref', ref,
+           '--scale', repr(args.scale)]
+    if args.quick:
+        cmd += ['--min-samples', '3', '--warmup', '1']
+    base = dict(workload=wid, impl=impl, status='error')
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return dict(base, phase='cell', error='timeout: no result after %d s' % args.timeout)
+    wall = time.perf_counter() - t0
+    for line in reversed(p.stdout.splitlines()):
+        if line.startswith('{'):
+            rec = json.loads(line)
+            rec['cell_wall_s'] = wall
+            for note in p.stderr.splitlines():
+                if note.startswith('note:'):
+                    print('  ' + note, file=sys.stderr)
+            return rec
+    tail = (p.stderr.strip().splitlines() or ['(no output)'])[-1]
+    return dict(base, phase='cell', error='exit %d without a result: %s' % (p.returncode, tail[:300]),
+                cell_wall_s=wall)
+
+
+def versions():
+    from importlib import metadata
+    out = {'python': platform.python_version()}
+    for name in ('numpy', 'torch', 'jax', 'jaxlib', 'autograd', 'diffsrc'):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    try:
+        out['git_commit'] = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=harness.ROOT,
+                                           capture_output=True, text=True).stdout.strip() or None
+    except OSError:
+        out['git_commit'] = None
+    return out
+
+
+def cpu_model():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# ----------------------------------------------------------------------------- report
+
+def fmt(x):
+    if x is None:
+        return '–'
+    if x >= 100:
+        return '%.0f' % x
+    if x >= 10:
+        return '%.1f' % x
+    if x >= 1:
+        return '%.2f' % x
+    return '%.3f' % x
+
+
+def scaled(rec):
+    """Median in the workload's unit (us or ms)."""
+    return rec['median_s'] * (1e6 if rec['unit'] == 'us' else 1e3)
+
+
+class Report:
+    def __init__(self, cells, workloads, meta):
+        self.cells = {(c['workload'], c['impl']): c for c in cells}
+        self.workloads = workloads
+        self.impls = [i for i in COLUMNS if i in meta['impls']]
+        self.meta = meta
+        self.notes = []
+
+    def note(self, text):
+        if text not in self.notes:
+            self.notes.append(text)
+        return self.notes.index(text) + 1
+
+    def time_cell(self, rec):
+        if rec is None:
+            return ''
+        st = rec['status']
+        if st == 'ok':
+            return fmt(scaled(rec)) + ('' if rec.get('clean', True) else ' †')
+        if st == 'skipped':
+            return 'skipped'
+        if st == 'grad_mismatch':
+            return 'grad ✗ (%.1e) [%d]' % (rec['max_rel_err'], self.note(
+                '%s %s: gradient mismatch, worst array %s, errors %s' % (
+                    rec['workload'], rec['impl'], rec['worst_array'],
+                    ', '.join('%s %.1e' % kv for kv in sorted(rec['errors'].items())))))
+        return 'error [%d]' % self.note('%s %s (%s): error: %s' % (
+            rec['workload'], rec['impl'], rec.get('phase', '?'), rec.get('error', '?')))
+
+    def ratios(self, wid):
+        d = self.cells.get((wid, 'diffsrc'))
+        if not d or d['status'] != 'ok':
+            return '–', '–'
+        h = self.cells.get((wid, 'hand'))
+        r_hand = fmt(d['median_s'] / h['median_s']) + '×' if h and h['status'] == 'ok' else '–'
+        peers = [(self.cells[(wid, p)]['median_s'], p) for p in harness.PEERS
+                 if (wid, p) in self.cells and self.cells[(wid, p)]['status'] == 'ok']
+        if not peers:
+            return r_hand, '–'
+        best, who = min(peers)
+        return r_hand, '%s× (%s)' % (fmt(d['median_s'] / best), who)
+
+    def table(self, header, rows):
+        out = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+        out += ['| ' + ' | '.join(r) + ' |' for r in rows]
+        return out
+
+    def markdown(self):
+        m = self.meta
+        L = ['# diffsrc benchmarks', '',
+             '%s · %s · %d CPUs · Python %s · NumPy %s · malloc %s · budget ×%g%s · %.0f s' % (
+                 m['date'], m['cpu'], m['ncpu'], m['versions']['python'], m['versions']['numpy'],
+                 'tuned (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_)' if m['tuned_malloc']
+                 else 'glibc default', m['scale'], ' (quick)' if m['quick'] else '', m['wall_s']),
+             'Peers: ' + ', '.join('%s %s' % (k, m['versions'][k] or 'not installed')
+                                   for k in ('torch', 'jax', 'autograd')) +
+             ' · repository commit %s' % (m['versions']['git_commit'] or '?'), '',
+             '## Median time per timed unit', '',
+             'W1 in µs per call, W3 in ms per 990-step loop, the others in ms per training step. '
+             '† = too few samples clear of other processes\' load.', '']
+        header = ['workload'] + [('**%s**' % i) if i == 'diffsrc' else i for i in self.impls]
+        show_ratio = 'diffsrc' in self.impls
+        if show_ratio:
+            header += ['diffsrc / hand', 'diffsrc / best peer']
+        rows = []
+        for wl in self.workloads:
+            row = ['%s %s (%s)' % (wl.id, wl.name, 'µs' if wl.unit == 'us' else wl.unit)]
+            row += [self.time_cell(self.cells.get((wl.id, i))) for i in self.impls]
+            if show_ratio:
+                row += list(self.ratios(wl.id))
+            rows.append(row)
+        L += self.table(header, rows)
+
+        L += ['', '## First-call overhead (s)', '',
+              'build + first call − second call: for diffsrc the source transformation '
+              '(in ds.value_and_grad / ds.grad or at the first call), for jax tracing and XLA '
+              'compilation.  hand, diffsrc and autograd are probed with one gradient call, '
+              'torch and jax with one timed unit.  Framework import is not included.', '']
+        rows = []
+        for wl in self.workloads:
+            row = [wl.id]
+            for i in self.impls:
+                c = self.cells.get((wl.id, i))
+                row.append('%.3f' % c['transform_s'] if c and 'transform_s' in c else '–')
+            rows.append(row)
+        L += self.table(['workload'] + ['%s%s' % (i, {'diffsrc': ' (transform)',
+                                                      'jax': ' (compile)'}.get(i, ''))
+                                        for i in self.impls], rows)
+
+        numpy_cols = [i for i in self.impls if i in harness.NUMPY_BASED]
+        L += ['', '## Memory (MiB)', '',
+              'Peak of one gradient call (tracemalloc: NumPy buffers and Python objects allocated '
+              'during the call, including the returned gradients) for the NumPy-based columns; '
+              'peak RSS (VmHWM) of the whole cell process, framework import included, for all.', '']
+        rows = []
+        for wl in self.workloads:
+            row = [wl.id]
+            for i in numpy_cols:
+                c = self.cells.get((wl.id, i)) or {}
+                row.append(fmt(c.get('tracemalloc_peak_mib')) if c.get('tracemalloc_peak_mib') is not None else '–')
+            for i in self.impls:
+                c = self.cells.get((wl.id, i)) or {}
+                row.append('%.0f' % c['maxrss_mib'] if c.get('status') == 'ok' else '–')
+            rows.append(row)
+        L += self.table(['workload'] + ['%s peak/call' % i for i in numpy_cols] +
+                        ['%s maxrss' % i for i in self.impls], rows)
+
+        L += ['', '## Gradient agreement', '',
+              'max over arrays of max|g − g_hand| / max|g_hand| (value included; W1 also against '
+              'the analytic values).  Cells above %g are not timed.' % harness.TOL, '']
+        rows = []
+        for wl in self.workloads:
+            row = [wl.id]
+            for i in self.impls:
+                c = self.cells.get((wl.id, i)) or {}
+                row.append('%.1e' % c['max_rel_err'] if 'max_rel_err' in c else '–')
+            rows.append(row)
+        L += self.table(['workload'] + list(self.impls), rows)
+
+        L += ['', '## Details', '',
+              'Times in the workload\'s unit.  inner = calls per timed sample; foreign = cores '
+              'used by other processes during timing; import/build/first/second in seconds.', '']
+        rows = []
+        for wl in self.workloads:
+            for i in self.impls:
+                c = self.cells.get((wl.id, i))
+                if not c or c['status'] != 'ok':
+                    continue
+                k = 1e6 if c['unit'] == 'us' else 1e3
+                rows.append([wl.id, i, fmt(c['min_s'] * k), fmt(c['median_s'] * k),
+                             fmt(c['p90_s'] * k), str(c['samples']), str(c['inner']),
+                             '%.2f' % c['foreign_cores'], '%.2f' % c.get('import_s', 0),
+                             '%.3f' % c['build_s'], '%.3f' % c['first_call_s'],
+                             '%.3f' % c['second_call_s']])
+        L += self.table(['workload', 'impl', 'min', 'median', 'p90', 'samples', 'inner',
+                         'foreign', 'import', 'build', 'first', 'second'], rows)
+        if self.notes:
+            L += ['', '## Notes', '']
+            L += ['%d. %s' % (n + 1, t) for n, t in enumerate(self.notes)]
+        return '\n'.join(L) + '\n'
+
+
+# ----------------------------------------------------------------------------- main
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--only', help='comma-separated workload ids (W1 means W1a and W1b)')
+    p.add_argument('--impls', help='comma-separated, from %s (default: all; with --quick: '
+                   'hand,diffsrc,autograd)' % ','.join(COLUMNS))
+    p.add_argument('--quick', action='store_true',
+                   help='budgets x0.15, 3 samples minimum, 1 warm-up step, NumPy-based columns')
+    p.add_argument('--scale', type=float, help='multiply every time budget (default 1, quick 0.15)')
+    p.add_argument('--default-malloc', action='store_true',
+                   help="use glibc's default allocator settings instead of the tuned thresholds")
+    p.add_argument('--timeout', type=int, default=180, help='seconds per cell')
+    p.add_argument('--out', default=os.path.join(HERE, 'results'), help='where latest.* are written')
+    p.add_argument('--no-save', action='store_true')
+    args = p.parse_args(argv)
+    if args.scale is None:
+        args.scale = 0.15 if args.quick else 1.0
+    impls = args.impls.split(',') if args.impls else (
+        ['hand', 'diffsrc', 'autograd'] if args.quick else list(COLUMNS))
+    bad = [i for i in impls if i not in COLUMNS]
+    if bad:
+        p.error('unknown implementation(s) %s' % ', '.join(bad))
+    workloads = harness.all_workloads()
+    if args.only:
+        want = [w.strip().upper() for w in args.only.split(',')]
+        workloads = [w for w in workloads if w.id.upper() in want or w.id.upper().rstrip('AB') in want]
+        if not workloads:
+            p.error('no workload matches %s' % args.only)
+
+    t_start = time.perf_counter()
+    env = cell_env(not args.default_malloc)
+    cells = []
+    with tempfile.TemporaryDirectory(prefix='diffsrc-bench-') as tmp:
+        for wl in workloads:
+            ref = os.path.join(tmp, '%s.npz' % wl.id)
+            harness.compute_reference(wl, ref)
+            for impl in impls:
+                wait_quiet(limit_s=1.0 if args.quick else 3.0)
+                rec = run_cell(wl.id, impl, ref, args, env)
+                cells.append(rec)
+                if rec['status'] == 'ok':
+                    msg = '%s %s' % (fmt(scaled(rec)), wl.unit)
+                else:
+                    msg = rec['status'] + (': ' + rec['error'] if 'error' in rec else '')
+                print('%-4s %-9s %s' % (wl.id, impl, msg), file=sys.stderr, flush=True)
+
+    meta = dict(date=datetime.datetime.now().strftime('%Y-%m-%d %H:%M'), cpu=cpu_model(),
+                ncpu=os.cpu_count(), versions=versions(), tuned_malloc=not args.default_malloc,
+                scale=args.scale, quick=args.quick, impls=impls,
+                workloads=[w.id for w in workloads], wall_s=time.perf_counter() - t_start,
+                command=' '.join(['python', 'benchmarks/run.py'] + (argv if argv is not None else sys.argv[1:])))
+    md = Report(cells, workloads, meta).markdown()
+    print(md)
+    if not args.no_save:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, 'latest.json'), 'w') as f:
+            json.dump({'meta': meta, 'cells': cells}, f, indent=1)
+        with open(os.path.join(args.out, 'latest.jsonl'), 'w') as f:
+            for c in cells:
+                f.write(json.dumps(c) + '\n')
+        with open(os.path.join(args.out, 'latest.md'), 'w') as f:
+            f.write(md)
+        print('wrote %s/latest.{json,jsonl,md}' % os.path.relpath(args.out), file=sys.stderr)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The benchmark workloads W1-W8; each module lists its rows in WORKLOADS."""
