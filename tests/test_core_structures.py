@@ -216,7 +216,7 @@ def inter_dict_comprehension(p):
 
 def inter_zip_dict(p, q):
     acc = 0.0
-    for k in sorted(p):
+    for k in p:
         acc = acc + p[k] * q[k]
     return acc
 
