@@ -17,7 +17,7 @@ from .errors import (DiffsrcError, NonDifferentiableError, NonScalarOutputError,
                      TransformError)
 from .frontend.lower import lower_function
 from .frontend.parse import function_from_source, parse_function
-from .frontend.trees import tree_of
+from .frontend.trees import build, leaves_of, tree_of
 from .ir import format_function, verify
 from .rules import registry
 from .passes.dce import eliminate_dead_code
@@ -178,9 +178,11 @@ class GradientFunction:
             compiled.annotate(exc)
             raise
         if np.ndim(value) != 0:
+            code = self.fn.__code__
             raise NonScalarOutputError(
                 f"grad needs a scalar output; {self.fn.__name__} returned shape "
-                f"{np.shape(value)} (use ds.pullback or ds.jacobian)")
+                f"{np.shape(value)} (use ds.pullback or ds.jacobian)", code.co_filename,
+                code.co_firstlineno)
         if self.single:
             grads = _as_float_like(grads, args[self.wrt[0]])
         elif len(self.wrt) == 1:
@@ -248,15 +250,20 @@ def pullback(f, *args, **kwargs):
     compiled = _pullback_cache.get(key)
     if compiled is None:
         compiled = _pullback_cache[key] = transform(f, args, wrt, "pullback")
+    out_tree = compiled.ir.out_tree
     try:
         y, back = compiled.function(*args)
     except Exception as exc:
         compiled.annotate(exc)
         raise
+    single = out_tree.kind == "leaf"
+    if not single:
+        y = build(out_tree, y if len(out_tree.leaf_paths()) != 1 else (y,))
 
-    def back_all(*y_bar):
+    def back_all(y_bar):
+        seeds = (y_bar,) if single else leaves_of(out_tree, y_bar)
         try:
-            adjoints = back(*y_bar)
+            adjoints = back(*seeds)
         except Exception as exc:
             compiled.annotate(exc)
             raise

@@ -10,6 +10,9 @@ import numpy as np
 def unbroadcast(g, x):
     """Sum `g` down to the shape of `x`: the adjoint of NumPy broadcasting."""
     shape = np.shape(x)
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and dtype.kind in "fc" and getattr(g, "dtype", dtype) != dtype:
+        g = g.astype(dtype)                  # an adjoint has the dtype of its primal
     if np.shape(g) == shape:
         return g
     g = np.asarray(g) if not hasattr(g, "sum") else g
@@ -82,6 +85,8 @@ def unindex(g, x, index):
                 out[i] = accumulate(out[i], gi)
         else:
             out[index] = accumulate(out[index], g)
+        if hasattr(x, "_fields"):
+            return tuple(out)                # namedtuple results (EighResult, ...)
         return type(x)(out) if isinstance(x, tuple) else out
     out = _zeros_array(np.asarray(x)) if not hasattr(x, "shape") else _zeros_array(x)
     if _is_basic(index):
@@ -120,6 +125,9 @@ def raise_error(exc):
 def unreduce(g, x, axis=None, keepdims=False):
     """Broadcast the adjoint of a reduction over `axis` back to the shape of `x`."""
     shape = np.shape(x)
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and dtype.kind in "fc" and getattr(g, "dtype", None) != dtype:
+        g = np.asarray(g).astype(dtype) if not hasattr(g, "astype") else g.astype(dtype)
     if axis is not None and not keepdims:
         axes = (axis,) if isinstance(axis, int) else tuple(axis)
         axes = sorted(a % len(shape) for a in axes)
@@ -238,3 +246,646 @@ def with_fields(obj, **fields):
     for k, v in fields.items():
         setattr(new, k, v)
     return new
+
+
+# --------------------------------------------------------------------------------------
+# NumPy coverage helpers (rules/ufuncs, reductions, shape, indexing, linalg, creation).
+# Like the helpers above they work on the arrays' own methods and NumPy functions that
+# dispatch on their arguments, so the same text runs on CuPy arrays.
+# --------------------------------------------------------------------------------------
+def _axes_tuple(axis, ndim):
+    """`axis` (None, int or tuple, negatives allowed) as a sorted tuple of non-negative ints."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (tuple, list)):
+        return tuple(sorted(int(a) % ndim for a in axis)) if ndim else ()
+    return (int(axis) % ndim,) if ndim else ()
+
+
+def _float_like(g, x):
+    """`g` as an array with the floating dtype of `x` (adjoints keep their primal's dtype)."""
+    dtype = getattr(x, "dtype", None)
+    if not hasattr(g, "dtype"):
+        g = np.asarray(g, dtype=dtype if dtype is not None and dtype.kind in "fc" else None)
+    elif dtype is not None and dtype.kind in "fc" and g.dtype != dtype:
+        g = g.astype(dtype)
+    return g
+
+
+def prod_adjoint(g, x, axis=None, keepdims=False):
+    """The adjoint of `np.prod(x, axis)`: `g` times the product of all *other* entries.
+
+    Computed with exclusive cumulative products from both ends, never by dividing by
+    `x`, so it is exact when `x` contains zeros (one zero: only that entry gets a
+    non-zero adjoint; two or more: all adjoints are zero).
+    """
+    x = np.asarray(x) if not hasattr(x, "shape") else x
+    g = unreduce(g, x, axis, keepdims)
+    if x.ndim == 0:
+        return g * 1
+    axes = _axes_tuple(axis, x.ndim)
+    rest = [i for i in range(x.ndim) if i not in axes]
+    perm = rest + list(axes)
+    moved = x.transpose(perm)
+    lead = moved.shape[:len(rest)]
+    flat = moved.reshape(lead + (-1,))
+    if flat.shape[-1] == 0:
+        return g * 1
+    one = flat[..., :1] * 0 + 1
+    left = np.concatenate([one, flat[..., :-1].cumprod(axis=-1)], axis=-1)
+    right = np.concatenate([flat[..., :0:-1].cumprod(axis=-1)[..., ::-1], one], axis=-1)
+    inverse = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inverse[p] = i
+    others = (left * right).reshape(moved.shape).transpose(inverse)
+    return g * others
+
+
+def cumprod_adjoint(g, y, x, axis=None):
+    """The adjoint of `y = np.cumprod(x, axis)`, exact with zeros in `x` (no division).
+
+    x_bar[k] = y[k-1] * S[k] with S[k] = g[k] + x[k+1] * S[k+1] (S past the end is 0):
+    one reverse sweep along the axis, vectorised over the others.
+    """
+    if axis is None:
+        flat = x.reshape(-1) if hasattr(x, "reshape") else np.ravel(x)
+        return cumprod_adjoint(g, y, flat, 0).reshape(np.shape(x))
+    n = x.shape[axis]
+    gm = np.moveaxis(g, axis, 0)
+    ym = np.moveaxis(y, axis, 0)
+    xm = np.moveaxis(x, axis, 0)
+    out = gm * 0
+    if n == 0:
+        return np.moveaxis(out, 0, axis)
+    s = gm[n - 1] * 1
+    for k in range(n - 1, -1, -1):
+        if k < n - 1:
+            s = gm[k] + xm[k + 1] * s
+        out[k] = s * ym[k - 1] if k > 0 else s
+    return np.moveaxis(out, 0, axis)
+
+
+def extremum_share(g, y, x, axis=None, keepdims=False):
+    """The adjoint of `max`/`min` over `axis`: ties share the adjoint equally."""
+    y_full = unreduce(y, x, axis, keepdims)
+    chosen = x == y_full
+    count = chosen.sum(axis=_axes_tuple(axis, x.ndim), keepdims=True, dtype=x.dtype)
+    return unreduce(g, x, axis, keepdims) * chosen / count
+
+
+def average_adjoint(g, y, a, weights, axis=None, keepdims=False):
+    """Adjoints (a_bar, weights_bar) of `np.average(a, axis, weights)`."""
+    w = weights
+    if w.ndim != a.ndim and w.ndim == 1 and axis is not None:
+        shape = [1] * a.ndim
+        shape[int(axis) % a.ndim] = w.shape[0]
+        w = w.reshape(shape)
+    total = np.broadcast_to(w, a.shape).sum(axis=_axes_tuple(axis, a.ndim), keepdims=True)
+    g_full = unreduce(g, a, axis, keepdims)
+    y_full = unreduce(y, a, axis, keepdims)
+    a_bar = g_full * w / total
+    w_bar = unbroadcast(g_full * (a - y_full) / total, w).reshape(np.shape(weights))
+    return _float_like(a_bar, a), _float_like(w_bar, weights)
+
+
+def untake(g, x, indices, axis=None, mode="raise"):
+    """The adjoint of `np.take(x, indices, axis)`: scatter-add (repeated indices add up)."""
+    out = _zeros_array(np.asarray(x)) if not hasattr(x, "shape") else _zeros_array(x)
+    indices = np.asarray(indices) if not hasattr(indices, "shape") else indices
+    n = out.size if axis is None else out.shape[int(axis) % out.ndim]
+    if mode == "clip":
+        indices = indices.clip(0, n - 1)
+    elif n:
+        indices = indices % n
+    if axis is None:
+        np.add.at(out.reshape(-1), indices, g)
+    else:
+        np.add.at(out, (slice(None),) * (int(axis) % out.ndim) + (indices,), g)
+    return out
+
+
+def untake_along_axis(g, x, indices, axis):
+    """The adjoint of `np.take_along_axis(x, indices, axis)`: scatter-add into zeros."""
+    out = _zeros_array(x)
+    if axis is None:
+        np.add.at(out.reshape(-1), indices, g)
+        return out
+    axis = int(axis) % out.ndim
+    index = []
+    for d in range(out.ndim):
+        if d == axis:
+            index.append(indices % out.shape[d] if out.shape[d] else indices)
+        else:
+            shape = [1] * out.ndim
+            shape[d] = out.shape[d]
+            index.append(np.arange(out.shape[d]).reshape(shape))
+    np.add.at(out, tuple(index), g)
+    return out
+
+
+def unsort(g, x, axis=-1):
+    """The adjoint of `np.sort(x, axis)`: `g` sent back through the sorting permutation.
+
+    Tied values keep the order of a stable argsort, so each output position's adjoint
+    goes to exactly one of the tied inputs.
+    """
+    if axis is None:
+        flat = x.reshape(-1)
+        order = flat.argsort(kind="stable")
+        return untake_along_axis(g, flat, order, 0).reshape(x.shape)
+    order = x.argsort(axis=axis, kind="stable")
+    return untake_along_axis(g, x, order, axis)
+
+
+def split_parts(g_parts, x, axis=0):
+    """The adjoint of `np.split`/`np.array_split` (and h/v/dsplit): the parts put back.
+
+    `axis` may be "h", "v" or "d" for the hsplit/vsplit/dsplit conventions.
+    """
+    if axis == "h":
+        axis = 1 if np.ndim(x) > 1 else 0
+    elif axis == "v":
+        axis = 0
+    elif axis == "d":
+        axis = 2
+    return np.concatenate(list(g_parts), axis=axis)
+
+
+def stack_parts(g, parts, how):
+    """The adjoint of hstack/vstack/dstack/column_stack/row_stack and concatenate(axis=None)."""
+    shapes = [np.shape(p) for p in parts]
+    if how == "flat":
+        sizes = [int(np.prod(s)) for s in shapes]
+        flat = g.reshape(-1)
+        out, start = [], 0
+        for s, n in zip(shapes, sizes):
+            out.append(flat[start:start + n].reshape(s))
+            start += n
+        return out
+    if how == "h":
+        lifted = [s if len(s) else (1,) for s in shapes]
+        axis = 0 if len(lifted[0]) == 1 else 1
+    elif how == "column":
+        lifted = [(s[0], 1) if len(s) == 1 else (s if len(s) else (1, 1)) for s in shapes]
+        axis = 1
+    elif how == "v":
+        lifted = [s if len(s) >= 2 else ((1,) + s if len(s) == 1 else (1, 1)) for s in shapes]
+        axis = 0
+    else:  # "d"
+        lifted = [s if len(s) >= 3 else ((1,) + s + (1,) if len(s) == 1 else
+                                         (s + (1,) if len(s) == 2 else (1, 1, 1)))
+                  for s in shapes]
+        axis = 2
+    out, start = [], 0
+    for s, ls in zip(shapes, lifted):
+        n = ls[axis]
+        index = (slice(None),) * axis + (slice(start, start + n),)
+        out.append(g[index].reshape(s))
+        start += n
+    return out
+
+
+def untile(g, x, reps):
+    """The adjoint of `np.tile(x, reps)`: the tiles summed onto one."""
+    reps = (reps,) if isinstance(reps, (int, np.integer)) else tuple(reps)
+    shape = np.shape(x)
+    d = max(len(shape), len(reps))
+    full = (1,) * (d - len(shape)) + tuple(shape)
+    reps = (1,) * (d - len(reps)) + reps
+    interleaved = []
+    for r, n in zip(reps, full):
+        interleaved += [r, n]
+    summed = g.reshape(interleaved).sum(axis=tuple(range(0, 2 * d, 2)))
+    return summed.reshape(shape)
+
+
+def unrepeat(g, x, repeats, axis=None):
+    """The adjoint of `np.repeat(x, repeats, axis)`: each run of copies summed."""
+    shape = np.shape(x)
+    if axis is None:
+        base = np.asarray(x).reshape(-1) if not hasattr(x, "reshape") else x.reshape(-1)
+        axis_ = 0
+    else:
+        base = x
+        axis_ = int(axis) % len(shape)
+    n = base.shape[axis_]
+    if isinstance(repeats, (int, np.integer)) or np.ndim(repeats) == 0 or np.size(repeats) == 1:
+        r = int(np.reshape(repeats, -1)[0]) if np.ndim(repeats) else int(repeats)
+        moved = np.moveaxis(g, axis_, -1)
+        summed = moved.reshape(moved.shape[:-1] + (n, r)).sum(axis=-1)
+        out = np.moveaxis(summed, -1, axis_)
+    else:
+        owners = np.repeat(np.arange(n), repeats)
+        out = untake(g, base, owners, axis_)
+    return out.reshape(shape)
+
+
+def unpad(g, x, pad_width, mode="constant"):
+    """The adjoint of `np.pad(x, pad_width, mode)`.
+
+    Constant mode slices the padding off; the copying modes (edge, reflect, symmetric,
+    wrap) scatter-add every padded copy back to the entry it copies.
+    """
+    shape = np.shape(x)
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=int).reshape(
+        (-1, 2) if np.size(pad_width) > 1 else (1, 1)), (len(shape), 2))
+    if mode == "constant":
+        index = tuple(slice(int(b), int(b) + n) for (b, _), n in zip(widths, shape))
+        return g[index] * 1
+    if mode not in ("edge", "reflect", "symmetric", "wrap"):
+        raise NotImplementedError(f"np.pad mode {mode!r} has no derivative rule in diffsrc")
+    ids = np.arange(int(np.prod(shape))).reshape(shape)
+    owners = np.pad(ids, [(int(b), int(a)) for b, a in widths], mode=mode)
+    out = _zeros_array(x).reshape(-1)
+    np.add.at(out, owners.reshape(-1), g.reshape(-1))
+    return out.reshape(shape)
+
+
+def undiag(g, x, k=0):
+    """The adjoint of `np.diag(x, k)` (both directions: vector -> matrix, matrix -> diagonal)."""
+    if np.ndim(x) == 1:
+        return np.diagonal(g, k) * 1
+    return undiagonal(g, x, k, 0, 1)
+
+
+def undiagonal(g, x, offset=0, axis1=0, axis2=1):
+    """The adjoint of `np.diagonal(x, offset, axis1, axis2)`: `g` written on that diagonal."""
+    out = _zeros_array(x)
+    moved = np.moveaxis(out, (axis1, axis2), (-2, -1))
+    n = g.shape[-1]
+    i = np.arange(n)
+    rows = i + max(-offset, 0)
+    cols = i + max(offset, 0)
+    moved[..., rows, cols] = g
+    return out
+
+
+def untrace(g, x, offset=0, axis1=0, axis2=1):
+    """The adjoint of `np.trace(x, offset, axis1, axis2)`."""
+    n = np.diagonal(x, offset, axis1, axis2).shape[-1]
+    g = _float_like(g, x)
+    return undiagonal(np.broadcast_to(g[..., None], g.shape + (n,)), x, offset, axis1, axis2)
+
+
+def unslide(g, x, window_shape, axis=None):
+    """The adjoint of `sliding_window_view(x, window_shape, axis)`: windows summed back.
+
+    One vectorised add per position inside the window (9 for a 3x3 kernel).
+    """
+    window = (window_shape,) if isinstance(window_shape, (int, np.integer)) else \
+        tuple(window_shape)
+    ndim = np.ndim(x)
+    if axis is None:
+        axes = tuple(range(ndim))
+    else:
+        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+        axes = tuple(int(a) % ndim for a in axes)
+    out = _zeros_array(x)
+    base = list(g.shape[:ndim])
+    for offsets in np.ndindex(*window):
+        region = [slice(None)] * ndim
+        for a, o in zip(axes, offsets):
+            start = region[a].start or 0
+            region[a] = slice(start + o, start + o + base[a])
+        out[tuple(region)] += g[(Ellipsis,) + tuple(offsets)]
+    return out
+
+
+def undiff(g, x, n=1, axis=-1):
+    """The adjoint of `np.diff(x, n, axis)`."""
+    axis = int(axis) % np.ndim(x)
+    for _ in range(n):
+        pad = [(0, 0)] * g.ndim
+        pad[axis] = (1, 1)
+        g = -np.diff(np.pad(g, pad), axis=axis)
+    return g
+
+
+def ndtuple(shift):
+    """Negated roll shift (int or tuple of ints)."""
+    if isinstance(shift, (tuple, list)):
+        return tuple(-int(s) for s in shift)
+    return -shift
+
+
+# ------------------------------------------------------------------------------ linalg
+def _mT(a):
+    return a.swapaxes(-1, -2)
+
+
+def tensordot_adjoint(g, a, b, axes=2, which=0):
+    """The adjoint of `a` (which=0) or `b` (which=1) in `np.tensordot(a, b, axes)`."""
+    if isinstance(axes, (int, np.integer)):
+        a_axes = list(range(a.ndim - axes, a.ndim))
+        b_axes = list(range(axes))
+    else:
+        a_axes, b_axes = axes
+        a_axes = [a_axes] if isinstance(a_axes, (int, np.integer)) else list(a_axes)
+        b_axes = [b_axes] if isinstance(b_axes, (int, np.integer)) else list(b_axes)
+        a_axes = [int(i) % a.ndim for i in a_axes]
+        b_axes = [int(i) % b.ndim for i in b_axes]
+    a_free = [i for i in range(a.ndim) if i not in a_axes]
+    b_free = [i for i in range(b.ndim) if i not in b_axes]
+    na = len(a_free)
+    if which == 0:
+        # g: a_free + b_free; contract g's b_free dims with b's free dims
+        r = np.tensordot(g, b, axes=(list(range(na, g.ndim)), b_free))
+        # r: a_free + b_axes (in b_axes order) -> a's contracted axes in a_axes order
+        order = a_free + a_axes
+    else:
+        r = np.tensordot(a, g, axes=(a_free, list(range(na))))
+        # r: a_axes (in a_axes order) ~ b_axes, then b_free
+        order = b_axes + b_free
+    inverse = [0] * len(order)
+    for i, p in enumerate(order):
+        inverse[p] = i
+    return r.transpose(inverse)
+
+
+def inner_adjoint(g, a, b, which=0):
+    """The adjoint of `a` (which=0) or `b` (which=1) in `np.inner(a, b)`."""
+    if np.ndim(a) == 0 or np.ndim(b) == 0:
+        other = b if which == 0 else a
+        return unbroadcast(g * other, a if which == 0 else b)
+    if which == 0:
+        return np.tensordot(g, b, axes=(list(range(a.ndim - 1, g.ndim)),
+                                        list(range(b.ndim - 1))))
+    return np.tensordot(g, a, axes=(list(range(a.ndim - 1)), list(range(a.ndim - 1))))
+
+
+def kron_adjoint(g, a, b, which=0):
+    """The adjoint of `a` (which=0) or `b` (which=1) in `np.kron(a, b)`."""
+    sa, sb = np.shape(a), np.shape(b)
+    d = max(len(sa), len(sb))
+    fa = (1,) * (d - len(sa)) + tuple(sa)
+    fb = (1,) * (d - len(sb)) + tuple(sb)
+    interleaved = []
+    for m, n in zip(fa, fb):
+        interleaved += [m, n]
+    g4 = g.reshape(interleaved)
+    a_idx = list(range(0, 2 * d, 2))
+    b_idx = list(range(1, 2 * d, 2))
+    if which == 0:
+        r = np.tensordot(g4, np.reshape(b, fb), axes=(b_idx, list(range(d))))
+        return r.reshape(sa)
+    r = np.tensordot(g4, np.reshape(a, fa), axes=(a_idx, list(range(d))))
+    return r.reshape(sb)
+
+
+def _einsum_parse(subscripts, shapes):
+    """Explicit, ellipsis-free input and output subscripts of an einsum call."""
+    subscripts = subscripts.replace(" ", "")
+    if "->" in subscripts:
+        inputs, output = subscripts.split("->")
+    else:
+        inputs, output = subscripts, None
+    inputs = inputs.split(",")
+    used = set(subscripts) - set(".,->")
+    spare = (c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in used)
+    ell_dims = 0
+    for term, shape in zip(inputs, shapes):
+        if "..." in term:
+            ell_dims = max(ell_dims, len(shape) - (len(term) - 3))
+    ell = "".join(next(spare) for _ in range(ell_dims))
+    expanded = []
+    for term, shape in zip(inputs, shapes):
+        if "..." in term:
+            k = len(shape) - (len(term) - 3)
+            term = term.replace("...", ell[ell_dims - k:] if k else "")
+        expanded.append(term)
+    if output is None:
+        counts = {}
+        for term in expanded:
+            for c in term:
+                counts[c] = counts.get(c, 0) + 1
+        named = "".join(sorted(c for c in counts if counts[c] == 1 and c not in ell))
+        output = ell + named
+    else:
+        output = output.replace("...", ell)
+    return expanded, output, ell
+
+
+def einsum_adjoint(g, subscripts, operands, which):
+    """The adjoint of operand `which` of `np.einsum(subscripts, *operands)`.
+
+    General subscripts: implicit or explicit output, ellipsis (with broadcasting),
+    labels repeated inside one operand (diagonals, traces) and labels summed inside
+    a single operand.
+    """
+    shapes = [np.shape(op) for op in operands]
+    inputs, output, ell = _einsum_parse(subscripts, shapes)
+    target = inputs[which]
+    x = operands[which]
+    sizes = {}
+    for term, shape in zip(inputs, shapes):
+        for c, n in zip(term, shape):
+            if n != 1 or c not in sizes:
+                sizes[c] = n
+    unique = "".join(dict.fromkeys(target))
+    others = [(t, op) for i, (t, op) in enumerate(zip(inputs, operands)) if i != which]
+    available = set(output).union(*[set(t) for t, _ in others]) if others else set(output)
+    kept = "".join(c for c in unique if c in available)
+    spec = ",".join([output] + [t for t, _ in others]) + "->" + kept
+    r = np.einsum(spec, g, *[op for _, op in others])
+    if len(kept) < len(unique):
+        shape_kept = list(r.shape)
+        for pos, c in enumerate(unique):
+            if c not in kept:
+                shape_kept.insert(pos, 1)
+        r = r.reshape(shape_kept)
+        r = np.broadcast_to(r, tuple(sizes[c] for c in unique))
+    if len(unique) < len(target):
+        # repeated labels: place r on the diagonal(s) via Kronecker deltas
+        letters = iter(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                       if c not in set(target) | set(output) | set(ell))
+        renamed, deltas, seen = "", [], set()
+        for c in target:
+            if c in seen:
+                fresh = next(letters)
+                renamed += fresh
+                deltas.append(c + fresh)
+            else:
+                seen.add(c)
+                renamed += c
+        eyes = [np.eye(sizes[d[0]], dtype=r.dtype) for d in deltas]
+        r = np.einsum(",".join([unique] + deltas) + "->" + renamed, r, *eyes)
+    if r.shape != np.shape(x):
+        axes = tuple(i for i, (m, n) in enumerate(zip(np.shape(x), r.shape)) if m == 1 and n != 1)
+        r = r.sum(axis=axes, keepdims=True)
+    return _float_like(r, x) * 1
+
+
+def inv_adjoint(g, y):
+    """The adjoint of `y = np.linalg.inv(a)`: -y^T g y^T (batched)."""
+    yt = _mT(y)
+    return -(yt @ g @ yt)
+
+
+def solve_b_adjoint(g, a, b):
+    """The adjoint of `b` in `x = np.linalg.solve(a, b)`: solve(a^T, g), reduced to b."""
+    at = _mT(a)
+    if np.ndim(b) == 1:
+        r = np.linalg.solve(at, g[..., None])[..., 0]
+    else:
+        r = np.linalg.solve(at, g)
+    return unbroadcast(r, b)
+
+
+def solve_a_adjoint(b_bar_full, x, a):
+    """The adjoint of `a` in `x = np.linalg.solve(a, b)`: -b_bar x^T, reduced to a."""
+    if np.ndim(x) == np.ndim(a) - 1:
+        r = -(b_bar_full[..., :, None] * x[..., None, :])
+    else:
+        r = -(b_bar_full @ _mT(x))
+    return unbroadcast(r, a)
+
+
+def solve_b_full(g, a, b):
+    """solve(a^T, g) before reduction to b's shape (shared by both adjoints of solve)."""
+    at = _mT(a)
+    if np.ndim(b) == 1 and np.ndim(g) >= 1:
+        return np.linalg.solve(at, g[..., None])[..., 0]
+    return np.linalg.solve(at, g)
+
+
+def det_adjoint(g, y, a):
+    """The adjoint of `y = np.linalg.det(a)`: g * y * inv(a)^T (batched)."""
+    g = _float_like(g, a)
+    return (g * y)[..., None, None] * _mT(np.linalg.inv(a))
+
+
+def slogdet_adjoint(g, a):
+    """The adjoint of `a` in `sign, logabsdet = np.linalg.slogdet(a)` (sign carries none)."""
+    logdet_bar = _float_like(g[1], a)
+    return logdet_bar[..., None, None] * _mT(np.linalg.inv(a))
+
+
+def _tril_convention(sym, lower=True):
+    """A symmetric adjoint written onto the triangle NumPy reads (lower or upper)."""
+    n = sym.shape[-1]
+    eye = np.eye(n, dtype=sym.dtype)
+    tri = np.tril(sym) if lower else np.triu(sym)
+    return 2 * tri - sym * eye
+
+
+def cholesky_adjoint(g, L, upper=False):
+    """The adjoint of `L = np.linalg.cholesky(a)` (Murray 2016, no explicit inverse).
+
+    NumPy reads only the lower triangle of `a`; the adjoint is returned on that
+    triangle (off-diagonal entries doubled, upper triangle zero), which is the exact
+    derivative of the function NumPy computes. Summed with its transpose it is the
+    symmetric gradient other libraries return.
+    """
+    if upper:
+        L = _mT(L)
+        g = _mT(g)
+    n = L.shape[-1]
+    eye = np.eye(n, dtype=L.dtype)
+    phi = np.tril(_mT(L) @ g)
+    phi = phi - 0.5 * phi * eye
+    # S = L^{-T} phi L^{-1}
+    tmp = np.linalg.solve(_mT(L), phi)
+    s = _mT(np.linalg.solve(_mT(L), _mT(tmp)))
+    sym = 0.5 * (s + _mT(s))
+    return _tril_convention(sym, lower=not upper)
+
+
+def eigh_adjoint(g, w, v, uplo="L"):
+    """The adjoint of `w, v = np.linalg.eigh(a, UPLO)` for distinct eigenvalues.
+
+    Returned on the triangle NumPy reads (see cholesky_adjoint). Degenerate
+    eigenvalues make the eigenvector adjoint undefined (division by zero).
+    """
+    w_bar, v_bar = g
+    n = w.shape[-1]
+    eye = np.eye(n, dtype=w.dtype)
+    diff = w[..., None, :] - w[..., :, None]
+    f = (1 - eye) / (diff + eye)
+    inner = w_bar[..., None, :] * eye + f * (_mT(v) @ v_bar)
+    full = v @ inner @ _mT(v)
+    sym = 0.5 * (full + _mT(full))
+    return _tril_convention(sym, lower=uplo.upper() == "L")
+
+
+def norm_adjoint(g, y, x, ord=None, axis=None, keepdims=False):
+    """The adjoint of `np.linalg.norm(x, ord, axis, keepdims)`.
+
+    Vector norms: 2 (default), 1, inf, -inf, 0 (zero derivative) and any other p;
+    matrix norms: 'fro', 'nuc', 2, -2, 1, -1, inf, -inf. Kinks: the 2-norm's
+    x/|x| is taken as 0 at x == 0, |x| as sign(x) (0 at 0); ties of max/min (inf
+    norms, 1-norms of matrices) share the adjoint equally; singular values of the
+    2/-2/nuc norms are assumed distinct.
+    """
+    x = np.asarray(x) if not hasattr(x, "shape") else x
+    nd = x.ndim
+    if axis is None:
+        axes = tuple(range(nd))
+        matrix = ord is not None and nd == 2
+    else:
+        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+        axes = tuple(int(a) % nd for a in axes)
+        matrix = len(axes) == 2
+    g_full = unreduce(g, x, axes, keepdims)
+    y_full = unreduce(y, x, axes, keepdims)
+    if ord is None or ord == "fro" or (not matrix and ord == 2):
+        return g_full * x / (y_full + (y_full == 0))
+    a = abs(x)
+    if not matrix:
+        if ord == 1:
+            return g_full * np.sign(x)
+        if ord == np.inf or ord == -np.inf:
+            best = a.max(axis=axes, keepdims=True) if ord == np.inf else \
+                a.min(axis=axes, keepdims=True)
+            chosen = a == best
+            count = chosen.sum(axis=axes, keepdims=True, dtype=x.dtype)
+            return g_full * np.sign(x) * chosen / count
+        if ord == 0:
+            return g_full * 0
+        p = float(ord)
+        return g_full * np.sign(x) * (a / (y_full + (y_full == 0))) ** (p - 1)
+    r, c = axes
+    xm = np.moveaxis(x, (r, c), (-2, -1))
+    gm = np.moveaxis(g_full, (r, c), (-2, -1))
+    if ord == "nuc" or ord == 2 or ord == -2:
+        u, s, vh = np.linalg.svd(xm, full_matrices=False)
+        if ord == "nuc":
+            dm = u @ vh
+        elif ord == 2:
+            dm = u[..., :, :1] @ vh[..., :1, :]
+        else:
+            dm = u[..., :, -1:] @ vh[..., -1:, :]
+        out = gm * dm
+    elif ord == 1 or ord == -1 or ord == np.inf or ord == -np.inf:
+        along = -2 if ord in (1, -1) else -1      # 1: column sums, inf: row sums
+        across = -1 if along == -2 else -2
+        sums = abs(xm).sum(axis=along, keepdims=True)
+        best = sums.max(axis=across, keepdims=True) if ord in (1, np.inf) else \
+            sums.min(axis=across, keepdims=True)
+        chosen = sums == best
+        count = chosen.sum(axis=across, keepdims=True, dtype=x.dtype)
+        out = gm * np.sign(xm) * chosen / count
+    else:
+        raise NotImplementedError(f"np.linalg.norm ord={ord!r} over two axes has no rule")
+    return _float_like(np.moveaxis(out, (-2, -1), (r, c)), x)
+
+
+def linspace_adjoint(g, start, stop, num=50, endpoint=True, axis=0, which=0):
+    """The adjoint of `start` (which=0) or `stop` (which=1) in `np.linspace`."""
+    div = (num - 1) if endpoint else num
+    t = np.arange(num) / div if div > 0 else np.zeros(num)
+    if num == 1:
+        t = np.zeros(1)
+    shape = [1] * g.ndim
+    axis = int(axis) % g.ndim if g.ndim else 0
+    if g.ndim:
+        shape[axis] = num
+    t = t.reshape(shape).astype(g.dtype) if g.ndim else t
+    weight = (1 - t) if which == 0 else t
+    r = (g * weight).sum(axis=axis) if g.ndim else g * weight
+    other = start if which == 0 else stop
+    return unbroadcast(r, other)
+
+
+def item_adjoint(g, x):
+    """The adjoint of `x.item()` / `float(x)` for a size-1 array: `g` shaped like x."""
+    return np.broadcast_to(_float_like(g, x), np.shape(x)) * 1

@@ -184,8 +184,14 @@ class Codegen:
 
         for p in self.fn.params:
             self.def_pos[p.id] = 0
-        for block in self.blocks():
-            walk(block)
+        self.forward_ids = set()
+        walk(self.fn.body)
+        self.forward_ids = set(self.def_pos)
+        if self.mode in ("grad", "pullback"):
+            walk(self.fn.pullback)
+        self.final = counter[0] + 1
+        if self.mode == "grad":       # the value is returned after the pullback has run
+            self.pos[id(self.fn.body.ops[-1])] = self.final
 
     def live_ranges(self):
         """Last use of each value, where an inlined expression counts at its consumer."""
@@ -206,6 +212,9 @@ class Codegen:
                 if self.def_pos.get(a.id, -1) < start:
                     position = max(position, self.end[id(loop_op)])
                     break
+            if self.mode == "pullback" and a.id in self.forward_ids and \
+                    self.pos[id(op)] > self.pos[id(self.fn.body.ops[-1])]:
+                position = self.final     # read by the closure: its name stays reserved
             self.last_use[a.id] = max(self.last_use.get(a.id, 0), position)
 
     def interval(self, v):
@@ -220,8 +229,8 @@ class Codegen:
             self._collect_user_blocks(block, uses_in)
         for block in self.blocks():
             for op in walk_ops(block):
-                if op.opname == "const" and self.const_expr(op.attrs["value"]) is not None:
-                    self.inline[op.result.id] = None       # rendered on demand
+                if op.opname == "const":
+                    self.inline[op.result.id] = None       # a literal, or a bound name
                 elif op.opname == "call" and self.inlinable(op, uses_in):
                     self.inline[op.result.id] = None
 
@@ -243,7 +252,7 @@ class Codegen:
         if len(users) != 1:
             return False
         user = users[0][2]
-        if user.opname not in ("call", "yield", "return", "push", "pack", "if"):
+        if user.opname not in ("call", "yield", "return", "push", "pack", "if", "for"):
             return False
         return self._same_block(op, users[0])
 
@@ -260,15 +269,16 @@ class Codegen:
 
     # ------------------------------------------------------------------ naming
     def name_values(self):
-        reserved = {"np", "math"} | set(dir(builtins))
+        reserved = {"np", "math", "pullback", "with_fields"} | set(dir(builtins)) | {
+            self.title + suffix for suffix in ("", "_grad", "_back", "_pullback")}
         self.namer = Namer(reserved)
         self.preferred = {}
         for block in self.blocks():
             for op in walk_ops(block):
                 self._preferences(op)
         params = list(self.fn.params)
-        for p in params:
-            self.namer.assign(p, self.interval(p))
+        for p in params:        # an argument's name is never reused for another value
+            self.namer.assign(p, (0, max(self.interval(p)[1], self.final)))
         order = []
         for block in self.blocks():
             order.extend(self._defined_values(block))
@@ -335,7 +345,8 @@ class Codegen:
         if v.id in self.inline:
             op = self.defs[v.id]
             if op.opname == "const":
-                return self.const_expr(op.attrs["value"])
+                value = op.attrs["value"]
+                return self.const_expr(value) or Expr(self.bind(value, v.hint or "constant"))
             return self.call_expr(op)
         if v.id not in self.namer.names:
             op = self.defs.get(v.id)
@@ -686,6 +697,9 @@ def _pullback_entry():
 
 def generate(fn, mode, name=None):
     """Python source for `fn`: returns (source, function name, namespace, line map)."""
-    gen = Codegen(fn, mode, name or fn.name)
+    title = name or fn.name
+    if not title.isidentifier():
+        title = "anonymous" if title != "<lambda>" else "lambda_"
+    gen = Codegen(fn, mode, title)
     source, fname = gen.generate()
     return source, fname, gen.namespace, gen.line_locs

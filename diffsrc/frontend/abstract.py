@@ -7,7 +7,7 @@ their parts, so `params['W1']` or `p.x` is simply the part's IR value: no
 container exists in the generated code unless one has to (partial evaluation
 of Python structure, as JAX does by tracing, but done on the source).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..ir import Value
 
@@ -16,6 +16,7 @@ from ..ir import Value
 class Static:
     """A value known at transform time: a module, function, class, literal."""
     value: object
+    name: str = field(default="", compare=False)   # the variable it was read from
 
 
 @dataclass(frozen=True)

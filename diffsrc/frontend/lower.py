@@ -131,7 +131,7 @@ class Lowerer:
         if isinstance(a, Value):
             return a
         if isinstance(a, Static):
-            return self.b.const(a.value, hint)
+            return self.b.const(a.value, hint or a.name)
         if a is UNDEFINED:
             return self.b.const(None, hint)
         if is_structure(a) and all_static(a):
@@ -703,7 +703,10 @@ class Lowerer:
 
     def expr_Name(self, e):
         try:
-            return self.frame.lookup(e.id)
+            found = self.frame.lookup(e.id)
+            if isinstance(found, Static) and not found.name:
+                return Static(found.value, e.id)
+            return found
         except KeyError:
             raise self.error(TransformError, f"name {e.id!r} is not defined", e) from None
 
@@ -1550,7 +1553,8 @@ def result_tree(a, leaves, low):
     if isinstance(a, Value):
         leaves.append(a)
         return Tree("leaf", leaf=("?", "", -1))
-    if isinstance(a, Static):
+    if isinstance(a, Static) and not isinstance(a.value, (int, float, complex, np.ndarray,
+                                                          np.generic)):
         return Tree("static", static=a.value)
     if isinstance(a, (TupleS, ListS)):
         kids = tuple(result_tree(x, leaves, low) for x in a.items)

@@ -99,3 +99,26 @@ def leaves_of(tree, value):
         part = getattr(value, key) if tree.kind == "object" else value[key]
         out.extend(leaves_of(child, part))
     return out
+
+
+def build(tree, leaves):
+    """The value with structure `tree` whose run-time leaves are `leaves` (in order)."""
+    leaves = iter(leaves)
+
+    def make(node):
+        if node.kind == "leaf":
+            return next(leaves)
+        if node.kind == "static":
+            return node.static
+        parts = [make(child) for child in node.children]
+        if node.kind == "tuple":
+            return tuple(parts)
+        if node.kind == "list":
+            return parts
+        if node.kind == "dict":
+            return dict(zip(node.keys, parts))
+        obj = node.cls.__new__(node.cls)
+        for key, part in zip(node.keys, parts):
+            object.__setattr__(obj, key, part)
+        return obj
+    return make(tree)

@@ -103,13 +103,7 @@ class Adjoints:
     def get(self, v):
         if self.is_local(v):
             return self.current.get(v.id)
-        return self.thread(v)[3] if v.id in self.threaded else self.incoming(v)
-
-    def incoming(self, v):
-        """The adjoint of outer value `v` on entry to this block."""
-        if self.loop:
-            return None
-        return self.parent.get(v)
+        return self.thread(v)[3]
 
     def thread(self, v):
         entry = self.threaded.get(v.id)
@@ -344,7 +338,9 @@ class ReverseTransform:
                                                "_tape"], kinds=["stack"]).result
         fwd.ops.insert(fwd.ops.index(op), tape_builder.block.ops[0])
         push = Builder(Block(), op.loc).op("push", [tape] + saved, nresults=0)
-        body.ops.insert(len(body.ops) - 1, push)
+        # push right after the last saved value is computed, so that names can be reused
+        defined_at = {r.id: i for i, o in enumerate(body.ops) for r in o.results}
+        body.ops.insert(max([defined_at.get(v.id, -1) for v in saved] + [-1]) + 1, push)
         pop = Builder(Block(), op.loc).op("pop", [tape], nresults=len(saved),
                                           hints=[v.hint for v in saved],
                                           kinds=[v.kind for v in saved])
@@ -352,7 +348,7 @@ class ReverseTransform:
         substitute(block, dict(zip(saved, pop.results)))
 
         b = adj.b
-        count = b.call(len, [tape], hint="n", kind="int")
+        count = b.call(len, [tape], kind="int")
         loop_inits = []
         for i in active:
             bar = result_bars[i]
@@ -365,11 +361,11 @@ class ReverseTransform:
                    hints=[p.hint for p in block.params[1:]],
                    kinds=[p.kind for p in block.params[1:]],
                    attrs={"over": "range", "reverse_of": op.opname}, regions=[block])
-        results = iter(rev.results)
-        for i in active:
-            adj.accumulate(inits[i], next(results))
-        for entry in threaded:
-            adj.set(entry[0], next(results))
+        carried_bars, threaded_bars = rev.results[:len(active)], rev.results[len(active):]
+        for entry, bar in zip(threaded, threaded_bars):
+            adj.set(entry[0], bar)
+        for i, bar in zip(active, carried_bars):
+            adj.accumulate(inits[i], bar)
 
     def reads_varied(self, body):
         return any(a.id in self.varied for o in walk_ops(body) for a in o.args)

@@ -1,0 +1,128 @@
+"""Reductions and scans: sum, mean, prod, max/min, var/std, cumsum/cumprod, average, ptp.
+
+Every rule takes `axis` (None, an int, a tuple, negatives allowed) and `keepdims`
+as NumPy does; `unreduce` puts a reduced adjoint back into the shape of the input.
+
+Conventions:
+  max/min/amax/amin/nanmax/nanmin/ptp  ties share the adjoint equally among the
+                     tied entries (autograd's and JAX's convention; sums to the
+                     adjoint, so max(x, x) has derivative 1)
+  prod, cumprod      exact when the input has zeros: computed without dividing by x
+  std                undefined (NaN) where the standard deviation is 0
+"""
+import numpy as np
+
+from .registry import Method, adjoint_rule, register
+from ..runtime import average_adjoint, cumprod_adjoint, prod_adjoint, undiff, unreduce
+
+FAMILY = "reductions"
+
+for _name in ("sum mean prod max min amax amin var std cumsum cumprod average ptp nansum "
+              "nanmean nanmax nanmin diff").split():
+    register(getattr(np, _name), emit=f"np.{_name}").meta["family"] = FAMILY
+for _name in ("sum mean prod max min var std cumsum cumprod").split():
+    register(Method(_name)).meta["family"] = FAMILY
+for _helper in (average_adjoint, cumprod_adjoint, prod_adjoint, undiff, unreduce):
+    register(_helper)
+
+
+@adjoint_rule(np.sum, Method("sum"))
+def sum_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
+    return (unreduce(y_bar, x, axis, keepdims),)
+
+
+@adjoint_rule(np.mean, Method("mean"))
+def mean_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
+    return (unreduce(y_bar, x, axis, keepdims) / (np.size(x) / np.size(y)),)
+
+
+@adjoint_rule(np.prod, Method("prod"))
+def prod_rule(y_bar, y, x, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
+    """The product of the other entries, computed without division: exact with zeros."""
+    return (prod_adjoint(y_bar, x, axis, keepdims),)
+
+
+@adjoint_rule(np.max, np.amax, np.min, np.amin, np.nanmax, np.nanmin, Method("max"),
+              Method("min"))
+def extremum_adjoint(y_bar, y, x, axis=None, out=None, keepdims=False, **kwargs):
+    """Ties share the adjoint equally (each of k tied maxima gets 1/k of it)."""
+    chosen = x == unreduce(y, x, axis, keepdims)
+    count = np.sum(chosen, axis=axis, keepdims=True, dtype=x.dtype)
+    return (unreduce(y_bar, x, axis, keepdims) * chosen / count,)
+
+
+@adjoint_rule(np.ptp)
+def ptp_adjoint(y_bar, y, x, axis=None, out=None, keepdims=False):
+    """max - min; ties of the max (or of the min) share its part equally."""
+    g = unreduce(y_bar, x, axis, keepdims)
+    high = x == np.max(x, axis=axis, keepdims=True)
+    low = x == np.min(x, axis=axis, keepdims=True)
+    return (g * high / np.sum(high, axis=axis, keepdims=True, dtype=x.dtype)
+            - g * low / np.sum(low, axis=axis, keepdims=True, dtype=x.dtype),)
+
+
+@adjoint_rule(np.var, Method("var"))
+def var_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False,
+                correction=None, **kwargs):
+    """2 (x - mean) / (n - ddof); `correction` is NumPy 2's name for ddof."""
+    if correction is not None:
+        ddof = correction
+    centered = x - np.mean(x, axis=axis, keepdims=True)
+    count = np.size(x) / np.size(y)
+    return (unreduce(y_bar, x, axis, keepdims) * 2 * centered / (count - ddof),)
+
+
+@adjoint_rule(np.std, Method("std"))
+def std_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False,
+                correction=None, **kwargs):
+    """(x - mean) / ((n - ddof) std); NaN where std == 0 (a kink of sqrt)."""
+    if correction is not None:
+        ddof = correction
+    centered = x - np.mean(x, axis=axis, keepdims=True)
+    count = np.size(x) / np.size(y)
+    return (unreduce(y_bar / y, x, axis, keepdims) * centered / (count - ddof),)
+
+
+@adjoint_rule(np.nansum)
+def nansum_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
+    """NaN entries are ignored by the sum and get no adjoint."""
+    return (unreduce(y_bar, x, axis, keepdims) * ~np.isnan(x),)
+
+
+@adjoint_rule(np.nanmean)
+def nanmean_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
+    """NaN entries get no adjoint; the others share as in mean over the non-NaN count."""
+    valid = ~np.isnan(x)
+    count = np.sum(valid, axis=axis, keepdims=True, dtype=x.dtype)
+    return (unreduce(y_bar, x, axis, keepdims) * valid / count,)
+
+
+@adjoint_rule(np.cumsum, Method("cumsum"))
+def cumsum_adjoint(y_bar, y, x, axis=None, dtype=None, out=None):
+    """The reversed cumulative sum of the adjoint (over the flattened input for axis=None)."""
+    if axis is None:
+        return (np.reshape(np.flip(np.cumsum(np.flip(np.ravel(y_bar)))), np.shape(x)),)
+    return (np.flip(np.cumsum(np.flip(y_bar, axis), axis=axis), axis),)
+
+
+@adjoint_rule(np.cumprod, Method("cumprod"))
+def cumprod_rule(y_bar, y, x, axis=None, dtype=None, out=None):
+    """One reverse sweep, without division: exact with zeros in x."""
+    return (cumprod_adjoint(y_bar, y, x, axis),)
+
+
+@adjoint_rule(np.average)
+def average_rule(y_bar, y, a, axis=None, weights=None, returned=False, keepdims=False):
+    """Weighted mean sum(a w) / sum(w); the weights are differentiable too.
+
+    1-D weights along `axis` and weights shaped like `a` are both supported.
+    """
+    if weights is None:
+        return (unreduce(y_bar, a, axis, keepdims) / (np.size(a) / np.size(y)),)
+    both = average_adjoint(y_bar, y, a, weights, axis, keepdims)
+    return both[0], None, both[1]
+
+
+@adjoint_rule(np.diff)
+def diff_adjoint(y_bar, y, a, n=1, axis=-1, **kwargs):
+    return (undiff(y_bar, a, n, axis),)

@@ -1,0 +1,319 @@
+"""Elementwise NumPy functions (ufuncs): their derivatives, one short rule each.
+
+Binary rules undo broadcasting with `unbroadcast`, the one shared place that knows
+about it. Constants are Python floats (never NumPy float64 scalars) so float32
+inputs keep float32 adjoints. The operator forms (+ - * / // % **) and their ufunc
+names add/subtract/multiply/divide/... live in rules/arithmetic.py.
+
+Subgradient conventions (kinks and ties):
+  abs/absolute/fabs   sign(x): 0 at x == 0
+  maximum/minimum     ties (x == y) split the adjoint 1/2 : 1/2, as central
+  fmax/fmin           differences, JAX, PyTorch and autograd do; NaN loses to a number
+  clip                derivative 1 on the closed interval [a_min, a_max] (PyTorch's)
+  sign, floor, ceil, round, around, rint, trunc, fix, heaviside (in x1)
+                      zero derivative everywhere (registered non-differentiable)
+  sinc                derivative 0 at x == 0 (the exact value)
+"""
+import math
+
+import numpy as np
+
+from .registry import Method, adjoint_rule, nondifferentiable, register
+from ..runtime import clip_mask, unbroadcast
+
+FAMILY = "elementwise"
+
+DIFFERENTIABLE = ("square sqrt cbrt reciprocal exp exp2 expm1 log log2 log10 log1p logaddexp "
+                  "logaddexp2 sin cos tan arcsin arccos arctan arctan2 hypot sinh cosh tanh "
+                  "arcsinh arccosh arctanh abs absolute fabs maximum minimum fmax fmin clip "
+                  "where sinc deg2rad rad2deg degrees radians float_power copysign fmod "
+                  "conj conjugate real").split()
+ZERO_DERIVATIVE = ("sign floor ceil round around rint trunc fix heaviside signbit").split()
+for _name in DIFFERENTIABLE:
+    register(getattr(np, _name), emit=f"np.{_name}").meta["family"] = FAMILY
+for _name in ZERO_DERIVATIVE:
+    register(getattr(np, _name), emit=f"np.{_name}", nondiff=True).meta["family"] = FAMILY
+for _name in ("clip", "conj", "conjugate"):
+    register(Method(_name)).meta["family"] = FAMILY
+register(Method("real", attribute=True)).meta["family"] = FAMILY
+register(Method("round"), nondiff=True).meta["family"] = FAMILY
+nondifferentiable(clip_mask)
+
+
+# ------------------------------------------------------------------- powers and roots
+@adjoint_rule(np.square)
+def square_adjoint(y_bar, y, x):
+    return (2 * x * y_bar,)
+
+
+@adjoint_rule(np.sqrt)
+def sqrt_adjoint(y_bar, y, x):
+    """Infinite at x == 0, as the derivative is."""
+    return (y_bar / (2 * y),)
+
+
+@adjoint_rule(np.cbrt)
+def cbrt_adjoint(y_bar, y, x):
+    return (y_bar / (3 * y * y),)
+
+
+@adjoint_rule(np.reciprocal)
+def reciprocal_adjoint(y_bar, y, x):
+    return (-y_bar * y * y,)
+
+
+@adjoint_rule(np.float_power)
+def float_power_adjoint(z_bar, z, x, y):
+    """Like power; the x > 0 guard keeps log finite where the y-derivative is unused."""
+    return (unbroadcast(z_bar * y * np.float_power(x, y - 1), x),
+            unbroadcast(z_bar * z * np.log(np.where(x > 0, x, 1)), y))
+
+
+# ------------------------------------------------------------------ exponentials, logs
+@adjoint_rule(np.exp)
+def exp_adjoint(y_bar, y, x):
+    return (y_bar * y,)
+
+
+@adjoint_rule(np.exp2)
+def exp2_adjoint(y_bar, y, x):
+    return (y_bar * y * math.log(2.0),)
+
+
+@adjoint_rule(np.expm1)
+def expm1_adjoint(y_bar, y, x):
+    return (y_bar * (y + 1),)
+
+
+@adjoint_rule(np.log)
+def log_adjoint(y_bar, y, x):
+    return (y_bar / x,)
+
+
+@adjoint_rule(np.log2)
+def log2_adjoint(y_bar, y, x):
+    return (y_bar / (x * math.log(2.0)),)
+
+
+@adjoint_rule(np.log10)
+def log10_adjoint(y_bar, y, x):
+    return (y_bar / (x * math.log(10.0)),)
+
+
+@adjoint_rule(np.log1p)
+def log1p_adjoint(y_bar, y, x):
+    return (y_bar / (1 + x),)
+
+
+@adjoint_rule(np.logaddexp)
+def logaddexp_adjoint(z_bar, z, x, y):
+    """Softmax weights exp(x - z), exp(y - z): stable for large inputs."""
+    return unbroadcast(z_bar * np.exp(x - z), x), unbroadcast(z_bar * np.exp(y - z), y)
+
+
+@adjoint_rule(np.logaddexp2)
+def logaddexp2_adjoint(z_bar, z, x, y):
+    return unbroadcast(z_bar * np.exp2(x - z), x), unbroadcast(z_bar * np.exp2(y - z), y)
+
+
+# ------------------------------------------------------------------------ trigonometry
+@adjoint_rule(np.sin)
+def sin_adjoint(y_bar, y, x):
+    return (y_bar * np.cos(x),)
+
+
+@adjoint_rule(np.cos)
+def cos_adjoint(y_bar, y, x):
+    return (-y_bar * np.sin(x),)
+
+
+@adjoint_rule(np.tan)
+def tan_adjoint(y_bar, y, x):
+    return (y_bar * (1 + y * y),)
+
+
+@adjoint_rule(np.arcsin)
+def arcsin_adjoint(y_bar, y, x):
+    return (y_bar / np.sqrt(1 - x * x),)
+
+
+@adjoint_rule(np.arccos)
+def arccos_adjoint(y_bar, y, x):
+    return (-y_bar / np.sqrt(1 - x * x),)
+
+
+@adjoint_rule(np.arctan)
+def arctan_adjoint(y_bar, y, x):
+    return (y_bar / (1 + x * x),)
+
+
+@adjoint_rule(np.arctan2)
+def arctan2_adjoint(z_bar, z, y, x):
+    """d atan2(y, x) = (x dy - y dx) / (x^2 + y^2); undefined at the origin."""
+    r2 = x * x + y * y
+    return unbroadcast(z_bar * x / r2, y), unbroadcast(-z_bar * y / r2, x)
+
+
+@adjoint_rule(np.hypot)
+def hypot_adjoint(z_bar, z, x, y):
+    """x / hypot and y / hypot; at the origin (a kink) both are taken as 0."""
+    safe = z + (z == 0)
+    return unbroadcast(z_bar * x / safe, x), unbroadcast(z_bar * y / safe, y)
+
+
+@adjoint_rule(np.deg2rad, np.radians)
+def deg2rad_adjoint(y_bar, y, x):
+    return (y_bar * (math.pi / 180.0),)
+
+
+@adjoint_rule(np.rad2deg, np.degrees)
+def rad2deg_adjoint(y_bar, y, x):
+    return (y_bar * (180.0 / math.pi),)
+
+
+@adjoint_rule(np.sinc)
+def sinc_adjoint(y_bar, y, x):
+    """(cos(pi x) - sinc(x)) / x, and exactly 0 at x == 0."""
+    nonzero = x != 0
+    safe = np.where(nonzero, x, 1)
+    return (y_bar * np.where(nonzero, (np.cos(math.pi * x) - y) / safe, 0),)
+
+
+# -------------------------------------------------------------------------- hyperbolic
+@adjoint_rule(np.tanh)
+def tanh_adjoint(y_bar, y, x):
+    return (y_bar * (1 - y * y),)
+
+
+@adjoint_rule(np.sinh)
+def sinh_adjoint(y_bar, y, x):
+    return (y_bar * np.cosh(x),)
+
+
+@adjoint_rule(np.cosh)
+def cosh_adjoint(y_bar, y, x):
+    return (y_bar * np.sinh(x),)
+
+
+@adjoint_rule(np.arcsinh)
+def arcsinh_adjoint(y_bar, y, x):
+    return (y_bar / np.sqrt(x * x + 1),)
+
+
+@adjoint_rule(np.arccosh)
+def arccosh_adjoint(y_bar, y, x):
+    return (y_bar / np.sqrt(x * x - 1),)
+
+
+@adjoint_rule(np.arctanh)
+def arctanh_adjoint(y_bar, y, x):
+    return (y_bar / (1 - x * x),)
+
+
+# ---------------------------------------------------------------- kinks, ties and signs
+@adjoint_rule(np.abs, np.absolute, np.fabs, abs)
+def abs_adjoint(y_bar, y, x):
+    """sign(x): the subgradient 0 is taken at the kink x == 0."""
+    return (y_bar * np.sign(x),)
+
+
+@adjoint_rule(np.maximum)
+def maximum_adjoint(z_bar, z, x, y):
+    """The larger argument gets the adjoint; ties (x == y) give each half of it.
+
+    Half-and-half is what central differences measure at a tie and what JAX,
+    PyTorch and autograd do; it makes the stable softplus
+    `maximum(x, 0) + log1p(exp(-abs(x)))` exact at 0. relu = maximum(x, 0) has
+    derivative 1/2 at x == 0.
+    """
+    tie = x == y
+    half = 0.5 * z_bar
+    return (unbroadcast(np.where(tie, half, z_bar * (x > y)), x),
+            unbroadcast(np.where(tie, half, z_bar * (x < y)), y))
+
+
+@adjoint_rule(np.minimum)
+def minimum_adjoint(z_bar, z, x, y):
+    """The smaller argument gets the adjoint; ties give each half of it (see maximum)."""
+    tie = x == y
+    half = 0.5 * z_bar
+    return (unbroadcast(np.where(tie, half, z_bar * (x < y)), x),
+            unbroadcast(np.where(tie, half, z_bar * (x > y)), y))
+
+
+@adjoint_rule(np.fmax)
+def fmax_adjoint(z_bar, z, x, y):
+    """As maximum, except that a NaN argument loses: the number gets the whole adjoint."""
+    tie = x == y
+    half = 0.5 * z_bar
+    x_wins = (x > y) | np.isnan(y)
+    y_wins = (y > x) | (np.isnan(x) & ~np.isnan(y))
+    return (unbroadcast(np.where(tie, half, z_bar * x_wins), x),
+            unbroadcast(np.where(tie, half, z_bar * y_wins), y))
+
+
+@adjoint_rule(np.fmin)
+def fmin_adjoint(z_bar, z, x, y):
+    """As minimum, except that a NaN argument loses: the number gets the whole adjoint."""
+    tie = x == y
+    half = 0.5 * z_bar
+    x_wins = (x < y) | np.isnan(y)
+    y_wins = (y < x) | (np.isnan(x) & ~np.isnan(y))
+    return (unbroadcast(np.where(tie, half, z_bar * x_wins), x),
+            unbroadcast(np.where(tie, half, z_bar * y_wins), y))
+
+
+@adjoint_rule(np.clip, Method("clip"))
+def clip_adjoint(y_bar, y, x, a_min=None, a_max=None, out=None, min=None, max=None,
+                 **kwargs):
+    """1 on the closed interval [a_min, a_max] (boundaries included), 0 outside.
+
+    Array bounds are differentiable too: a_min gets the adjoint where x < a_min,
+    a_max where x > a_max (where both apply, NumPy returns a_max).
+    """
+    if a_min is None:
+        a_min = min
+    if a_max is None:
+        a_max = max
+    inside = clip_mask(x, a_min, a_max)
+    if a_max is None:
+        low = x < a_min
+        high = None
+    elif a_min is None:
+        low = None
+        high = x > a_max
+    else:
+        high = x > a_max
+        low = (x < a_min) & ~high
+    x_bar = unbroadcast(y_bar * inside, x)
+    if a_min is None:
+        return x_bar, None, unbroadcast(y_bar * high, a_max)
+    if a_max is None:
+        return x_bar, unbroadcast(y_bar * low, a_min), None
+    return x_bar, unbroadcast(y_bar * low, a_min), unbroadcast(y_bar * high, a_max)
+
+
+@adjoint_rule(np.where)
+def where_adjoint(z_bar, z, condition, x, y):
+    return (None, unbroadcast(np.where(condition, z_bar, 0), x),
+            unbroadcast(np.where(condition, 0, z_bar), y))
+
+
+@adjoint_rule(np.copysign)
+def copysign_adjoint(z_bar, z, x, y):
+    """+-1 on x (the sign it ends up with); the sign source y gets none."""
+    same = np.signbit(x) == np.signbit(y)
+    return unbroadcast(np.where(same, z_bar, -z_bar), x), None
+
+
+@adjoint_rule(np.fmod)
+def fmod_adjoint(z_bar, z, x, y):
+    """fmod(x, y) = x - trunc(x / y) y, piecewise: 1 for x, -trunc(x / y) for y."""
+    return unbroadcast(z_bar, x), unbroadcast(-z_bar * np.trunc(x / y), y)
+
+
+@adjoint_rule(np.conj, np.conjugate, np.real, Method("conj"), Method("conjugate"),
+              Method("real", attribute=True))
+def conj_adjoint(y_bar, y, x):
+    """The identity on real inputs (diffsrc differentiates real functions)."""
+    return (y_bar,)
