@@ -1,2 +1,3 @@
 """Derivative rules, one module per family of primitives; importing registers them all."""
-from . import registry, structures, arithmetic, mathfuncs, numpy_core, builtins  # noqa: F401
+from . import registry, structures, arithmetic, mathfuncs, builtins  # noqa: F401
+from . import ufuncs, reductions, shape, indexing, linalg, creation, numpy_core  # noqa: F401

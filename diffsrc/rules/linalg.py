@@ -1,0 +1,186 @@
+"""Linear algebra: products (dot, vdot, inner, outer, matmul, tensordot, einsum, kron)
+and numpy.linalg (inv, solve, det, slogdet, cholesky, eigh, eigvalsh, norm).
+
+Batched inputs (leading dimensions) follow NumPy's broadcasting; `unbroadcast`
+sums a broadcast batch adjoint back. Conventions:
+  cholesky, eigh, eigvalsh  NumPy reads one triangle of the input (the lower one by
+                     default); the adjoint is the exact derivative of that, i.e. it
+                     lives on that triangle (off-diagonal entries doubled). For a
+                     symmetric input built from other values (A = B @ B.T,
+                     (M + M.T) / 2) the chain rule gives the usual symmetric result.
+  eigh               eigenvalues must be distinct for the eigenvector adjoint.
+  norm               see runtime.norm_adjoint (0 at the kink x == 0; ties share).
+  det, slogdet, inv, solve  need an invertible matrix, as their derivatives do.
+"""
+import operator
+
+import numpy as np
+
+from .lowering_hooks import static_value
+from .registry import Method, adjoint_rule, register
+from ..frontend.abstract import ListS, TupleS
+from ..runtime import (cholesky_adjoint, det_adjoint, dot_left, dot_right, eigh_adjoint,
+                       einsum_adjoint, inner_adjoint, inv_adjoint, kron_adjoint, matmul_left,
+                       matmul_right, norm_adjoint, slogdet_adjoint, solve_a_adjoint,
+                       solve_b_full, tensordot_adjoint, unbroadcast, zeros_like)
+
+FAMILY = "linalg"
+
+for _name in "dot vdot inner outer matmul tensordot einsum kron".split():
+    register(getattr(np, _name), emit=f"np.{_name}").meta["family"] = FAMILY
+for _name in "inv solve det cholesky norm eigvalsh matmul multi_dot".split():
+    register(getattr(np.linalg, _name), emit=f"np.linalg.{_name}").meta["family"] = FAMILY
+for _name in "slogdet eigh".split():
+    register(getattr(np.linalg, _name), emit=f"np.linalg.{_name}",
+             result_kind="tuple").meta["family"] = FAMILY
+register(operator.matmul).meta.setdefault("family", FAMILY)
+register(Method("dot")).meta["family"] = FAMILY
+for _name in ("sign", "logabsdet", "eigenvalues", "eigenvectors"):
+    register(Method(_name, attribute=True)).meta["family"] = FAMILY
+for _helper in (cholesky_adjoint, det_adjoint, dot_left, dot_right, eigh_adjoint,
+                einsum_adjoint, inner_adjoint, inv_adjoint, kron_adjoint, matmul_left,
+                matmul_right, norm_adjoint, slogdet_adjoint, solve_a_adjoint, solve_b_full,
+                tensordot_adjoint):
+    register(_helper)
+
+
+def _multi_dot_lower(low, args, kwargs):
+    """`np.linalg.multi_dot([A, B, C])` with a list known at transform time -> A @ B @ C
+    (np.dot pairwise, so 1-D first/last arrays keep multi_dot's meaning)."""
+    arrays = args[0] if args else kwargs.get("arrays")
+    if not isinstance(arrays, (ListS, TupleS)) or kwargs.get("out") is not None and \
+            static_value(kwargs.get("out"), 0) is not None:
+        values = [low.value(a) for a in args] + [low.value(v) for v in kwargs.values()]
+        return low.b.call(np.linalg.multi_dot, values, kwnames=tuple(kwargs))
+    result = arrays.items[0]
+    for item in arrays.items[1:]:
+        result = low.primitive(np.dot, [result, item], {})
+    return result
+
+
+register(np.linalg.multi_dot).meta["lower"] = _multi_dot_lower
+
+
+# -------------------------------------------------------------------------- products
+@adjoint_rule(np.matmul, np.linalg.matmul, operator.matmul)
+def matmul_adjoint(z_bar, z, x, y, **kwargs):
+    """All of matmul's cases: 1-D on either side, batched, broadcast batch dimensions."""
+    return matmul_left(z_bar, x, y), matmul_right(z_bar, x, y)
+
+
+@adjoint_rule(np.dot, Method("dot"))
+def dot_adjoint(z_bar, z, x, y, out=None):
+    return dot_left(z_bar, x, y), dot_right(z_bar, x, y)
+
+
+@adjoint_rule(np.vdot)
+def vdot_adjoint(z_bar, z, x, y):
+    """The dot product of the flattened inputs (real inputs)."""
+    return (np.reshape(z_bar * np.ravel(y), np.shape(x)),
+            np.reshape(z_bar * np.ravel(x), np.shape(y)))
+
+
+@adjoint_rule(np.inner)
+def inner_rule(z_bar, z, x, y):
+    return inner_adjoint(z_bar, x, y, 0), inner_adjoint(z_bar, x, y, 1)
+
+
+@adjoint_rule(np.outer)
+def outer_adjoint(z_bar, z, x, y, out=None):
+    """np.outer flattens its inputs; the adjoints are reshaped back."""
+    return (np.reshape(z_bar @ np.ravel(y), np.shape(x)),
+            np.reshape(np.ravel(x) @ z_bar, np.shape(y)))
+
+
+@adjoint_rule(np.tensordot)
+def tensordot_rule(z_bar, z, a, b, axes=2):
+    return tensordot_adjoint(z_bar, a, b, axes, 0), tensordot_adjoint(z_bar, a, b, axes, 1)
+
+
+@adjoint_rule(np.einsum)
+def einsum_rule(y_bar, y, subscripts, *operands, **kwargs):
+    """Each operand's adjoint is another einsum (implicit/explicit output, ellipsis,
+    repeated labels such as 'ii->i' or 'ii', labels summed inside one operand).
+    The interleaved `einsum(a, [0, 1], ...)` form is not supported."""
+    adjoints = [None]
+    for i, operand in enumerate(operands):
+        adjoints.append(einsum_adjoint(y_bar, subscripts, operands, i))
+    return tuple(adjoints)
+
+
+@adjoint_rule(np.kron)
+def kron_rule(z_bar, z, a, b):
+    return kron_adjoint(z_bar, a, b, 0), kron_adjoint(z_bar, a, b, 1)
+
+
+# ---------------------------------------------------------------------- numpy.linalg
+@adjoint_rule(np.linalg.inv)
+def inv_rule(y_bar, y, a):
+    """-inv(a)^T y_bar inv(a)^T."""
+    return (inv_adjoint(y_bar, y),)
+
+
+@adjoint_rule(np.linalg.solve)
+def solve_rule(x_bar, x, a, b):
+    """b_bar = solve(a^T, x_bar); a_bar = -b_bar x^T (b a vector or a stack of columns)."""
+    b_full = solve_b_full(x_bar, a, b)
+    return solve_a_adjoint(b_full, x, a), unbroadcast(b_full, b)
+
+
+@adjoint_rule(np.linalg.det)
+def det_rule(y_bar, y, a):
+    """y_bar det(a) inv(a)^T."""
+    return (det_adjoint(y_bar, y, a),)
+
+
+@adjoint_rule(np.linalg.slogdet)
+def slogdet_rule(y_bar, y, a):
+    """Only logabsdet carries a derivative: logabsdet_bar inv(a)^T; sign has none."""
+    return (slogdet_adjoint(y_bar, a),)
+
+
+@adjoint_rule(Method("sign", attribute=True))
+def slogdet_sign_adjoint(y_bar, y, result):
+    return ((y_bar, zeros_like(result[1])),)
+
+
+@adjoint_rule(Method("logabsdet", attribute=True))
+def slogdet_logabsdet_adjoint(y_bar, y, result):
+    return ((zeros_like(result[0]), y_bar),)
+
+
+@adjoint_rule(Method("eigenvalues", attribute=True))
+def eigenvalues_adjoint(y_bar, y, result):
+    return ((y_bar, zeros_like(result[1])),)
+
+
+@adjoint_rule(Method("eigenvectors", attribute=True))
+def eigenvectors_adjoint(y_bar, y, result):
+    return ((zeros_like(result[0]), y_bar),)
+
+
+@adjoint_rule(np.linalg.cholesky)
+def cholesky_rule(l_bar, l, a, upper=False):
+    """Exact on the triangle NumPy reads (see the module docstring)."""
+    return (cholesky_adjoint(l_bar, l, upper),)
+
+
+@adjoint_rule(np.linalg.eigh)
+def eigh_rule(y_bar, y, a, UPLO="L"):
+    """V (diag(w_bar) + F o (V^T V_bar)) V^T with F_ij = 1 / (w_j - w_i); distinct
+    eigenvalues; exact on the triangle NumPy reads."""
+    return (eigh_adjoint(y_bar, y[0], y[1], UPLO),)
+
+
+@adjoint_rule(np.linalg.eigvalsh)
+def eigvalsh_rule(w_bar, w, a, UPLO="L"):
+    """V diag(w_bar) V^T, with the eigenvectors recomputed in the pullback."""
+    both = np.linalg.eigh(a, UPLO)
+    return (eigh_adjoint((w_bar, zeros_like(both[1])), both[0], both[1], UPLO),)
+
+
+@adjoint_rule(np.linalg.norm)
+def norm_rule(y_bar, y, x, ord=None, axis=None, keepdims=False):
+    """Vector orders 2 (default), 1, inf, -inf, p; matrix orders 'fro', 'nuc', 2, -2,
+    1, -1, inf, -inf. x / |x| is taken as 0 at x == 0."""
+    return (norm_adjoint(y_bar, y, x, ord, axis, keepdims),)

@@ -1,0 +1,246 @@
+"""Shape manipulation: reshape, transpose, joins and splits, tiling, padding, diagonals,
+sliding windows.
+
+These functions only move entries around, so each adjoint moves the adjoint back:
+a reshape to the input's shape, the inverse permutation, a split for a join, a
+scatter-add where entries were copied (tile, repeat, pad's copying modes,
+overlapping sliding windows).
+"""
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .lowering_hooks import each_argument, sequence_of_parts, static_value
+from .registry import Method, adjoint_rule, register
+from ..runtime import (ndtuple, split_parts, stack_parts, unbroadcast, unconcatenate, undiag,
+                       undiagonal, unpad, unrepeat, unslide, unstack, untile, untrace)
+
+FAMILY = "shape"
+
+FUNCTIONS = ("reshape ravel squeeze expand_dims transpose swapaxes moveaxis broadcast_to "
+             "atleast_1d atleast_2d atleast_3d concatenate stack hstack vstack dstack "
+             "column_stack split array_split hsplit vsplit dsplit tile repeat flip fliplr "
+             "flipud roll rot90 pad diag diagonal triu tril trace append").split()
+for _name in FUNCTIONS:
+    register(getattr(np, _name), emit=f"np.{_name}").meta["family"] = FAMILY
+register(sliding_window_view,
+         emit="np.lib.stride_tricks.sliding_window_view").meta["family"] = FAMILY
+for _name in "reshape ravel flatten squeeze transpose swapaxes repeat diagonal trace".split():
+    register(Method(_name)).meta["family"] = FAMILY
+register(Method("T", attribute=True)).meta["family"] = FAMILY
+for _helper in (split_parts, stack_parts, unconcatenate, undiag, undiagonal, unpad, unrepeat,
+                unslide, unstack, untile, untrace):
+    register(_helper)
+register(ndtuple, foldable=True)
+
+
+# -------------------------------------------------------------------- split: static parts
+def _split_count(args, kwargs):
+    sections = args[1] if len(args) > 1 else kwargs.get("indices_or_sections")
+    value = static_value(sections, None) if sections is not None else None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (tuple, list)):
+        return len(value) + 1
+    return None
+
+
+for _fn in (np.split, np.array_split, np.hsplit, np.vsplit, np.dsplit):
+    register(_fn, result_kind="list").meta["lower"] = sequence_of_parts(_fn, _split_count)
+for _fn in (np.atleast_1d, np.atleast_2d, np.atleast_3d):
+    register(_fn).meta["lower"] = each_argument(_fn)
+
+
+# ----------------------------------------------------------------------------- reshaping
+@adjoint_rule(np.reshape, np.ravel, np.squeeze, np.expand_dims, np.atleast_1d, np.atleast_2d,
+              np.atleast_3d, Method("reshape"), Method("ravel"), Method("flatten"),
+              Method("squeeze"))
+def reshape_adjoint(y_bar, y, x, *args, **kwargs):
+    return (np.reshape(y_bar, np.shape(x)),)
+
+
+@adjoint_rule(np.transpose)
+def transpose_adjoint(y_bar, y, x, axes=None):
+    if axes is None:
+        return (np.transpose(y_bar),)
+    return (np.transpose(y_bar, np.argsort(axes)),)
+
+
+@adjoint_rule(Method("transpose"))
+def transpose_method_adjoint(y_bar, y, x, *axes):
+    if len(axes) == 0:
+        return (y_bar.transpose(),)
+    if len(axes) == 1:
+        if axes[0] is None:
+            return (y_bar.transpose(),)
+        return (y_bar.transpose(np.argsort(axes[0])),)
+    return (y_bar.transpose(np.argsort(axes)),)
+
+
+@adjoint_rule(Method("T", attribute=True))
+def transposed_adjoint(y_bar, y, x):
+    return (y_bar.T,)
+
+
+@adjoint_rule(np.swapaxes, Method("swapaxes"))
+def swapaxes_adjoint(y_bar, y, x, axis1, axis2):
+    return (np.swapaxes(y_bar, axis1, axis2),)
+
+
+@adjoint_rule(np.moveaxis)
+def moveaxis_adjoint(y_bar, y, x, source, destination):
+    return (np.moveaxis(y_bar, destination, source),)
+
+
+@adjoint_rule(np.broadcast_to)
+def broadcast_to_adjoint(y_bar, y, x, shape, **kwargs):
+    return (unbroadcast(y_bar, x),)
+
+
+# --------------------------------------------------------------------- joins and splits
+@adjoint_rule(np.concatenate)
+def concatenate_adjoint(y_bar, y, arrays, axis=0, **kwargs):
+    """axis=None joins the flattened arrays."""
+    if axis is None:
+        return (stack_parts(y_bar, arrays, "flat"),)
+    return (unconcatenate(y_bar, arrays, axis),)
+
+
+@adjoint_rule(np.stack)
+def stack_adjoint(y_bar, y, arrays, axis=0, **kwargs):
+    return (unstack(y_bar, len(arrays), axis),)
+
+
+@adjoint_rule(np.hstack)
+def hstack_adjoint(y_bar, y, tup, **kwargs):
+    return (stack_parts(y_bar, tup, "h"),)
+
+
+@adjoint_rule(np.vstack)
+def vstack_adjoint(y_bar, y, tup, **kwargs):
+    return (stack_parts(y_bar, tup, "v"),)
+
+
+@adjoint_rule(np.dstack)
+def dstack_adjoint(y_bar, y, tup, **kwargs):
+    return (stack_parts(y_bar, tup, "d"),)
+
+
+@adjoint_rule(np.column_stack)
+def column_stack_adjoint(y_bar, y, tup):
+    return (stack_parts(y_bar, tup, "column"),)
+
+
+@adjoint_rule(np.append)
+def append_adjoint(y_bar, y, arr, values, axis=None):
+    if axis is None:
+        parts = stack_parts(y_bar, [arr, values], "flat")
+    else:
+        parts = unconcatenate(y_bar, [arr, values], axis)
+    return parts[0], parts[1]
+
+
+@adjoint_rule(np.split, np.array_split)
+def split_adjoint(y_bar, y, x, indices_or_sections, axis=0):
+    """The parts' adjoints joined back (parts nobody used contribute zeros)."""
+    return (split_parts(y_bar, x, axis),)
+
+
+@adjoint_rule(np.hsplit)
+def hsplit_adjoint(y_bar, y, x, indices_or_sections):
+    return (split_parts(y_bar, x, "h"),)
+
+
+@adjoint_rule(np.vsplit)
+def vsplit_adjoint(y_bar, y, x, indices_or_sections):
+    return (split_parts(y_bar, x, "v"),)
+
+
+@adjoint_rule(np.dsplit)
+def dsplit_adjoint(y_bar, y, x, indices_or_sections):
+    return (split_parts(y_bar, x, "d"),)
+
+
+# ------------------------------------------------------------------ copies: tile, repeat
+@adjoint_rule(np.tile)
+def tile_adjoint(y_bar, y, x, reps):
+    """Every tile's adjoint summed back onto the one input."""
+    return (untile(y_bar, x, reps),)
+
+
+@adjoint_rule(np.repeat, Method("repeat"))
+def repeat_adjoint(y_bar, y, x, repeats, axis=None):
+    """Each run of copies summed (per-entry repeat counts supported)."""
+    return (unrepeat(y_bar, x, repeats, axis),)
+
+
+# ---------------------------------------------------------------------- reordering
+@adjoint_rule(np.flip)
+def flip_adjoint(y_bar, y, x, axis=None):
+    return (np.flip(y_bar, axis),)
+
+
+@adjoint_rule(np.fliplr)
+def fliplr_adjoint(y_bar, y, x):
+    return (np.fliplr(y_bar),)
+
+
+@adjoint_rule(np.flipud)
+def flipud_adjoint(y_bar, y, x):
+    return (np.flipud(y_bar),)
+
+
+@adjoint_rule(np.roll)
+def roll_adjoint(y_bar, y, x, shift, axis=None):
+    return (np.roll(y_bar, ndtuple(shift), axis),)
+
+
+@adjoint_rule(np.rot90)
+def rot90_adjoint(y_bar, y, m, k=1, axes=(0, 1)):
+    return (np.rot90(y_bar, -k, axes),)
+
+
+# --------------------------------------------------------------------------- padding
+@adjoint_rule(np.pad)
+def pad_adjoint(y_bar, y, x, pad_width, mode="constant", **kwargs):
+    """Constant mode: the padding is cut off (constant_values get no adjoint).
+
+    edge/reflect/symmetric/wrap: every padded copy's adjoint is added to the entry it
+    copies.
+    """
+    return (unpad(y_bar, x, pad_width, mode),)
+
+
+# ------------------------------------------------------------------------- diagonals
+@adjoint_rule(np.diag)
+def diag_adjoint(y_bar, y, v, k=0):
+    """Vector -> matrix: the k-th diagonal of the adjoint; matrix -> vector: scattered back."""
+    return (undiag(y_bar, v, k),)
+
+
+@adjoint_rule(np.diagonal, Method("diagonal"))
+def diagonal_adjoint(y_bar, y, x, offset=0, axis1=0, axis2=1):
+    return (undiagonal(y_bar, x, offset, axis1, axis2),)
+
+
+@adjoint_rule(np.trace, Method("trace"))
+def trace_adjoint(y_bar, y, x, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    return (untrace(y_bar, x, offset, axis1, axis2),)
+
+
+@adjoint_rule(np.triu)
+def triu_adjoint(y_bar, y, x, k=0):
+    return (np.triu(y_bar, k),)
+
+
+@adjoint_rule(np.tril)
+def tril_adjoint(y_bar, y, x, k=0):
+    return (np.tril(y_bar, k),)
+
+
+# ------------------------------------------------------------------- sliding windows
+@adjoint_rule(sliding_window_view)
+def sliding_window_view_adjoint(y_bar, y, x, window_shape, axis=None, **kwargs):
+    """Overlapping windows: each entry collects the adjoints of every window it is in."""
+    return (unslide(y_bar, x, window_shape, axis),)
