@@ -139,24 +139,64 @@ def _check_differentiable(fn, args, wrt):
 
 
 def _as_float_like(grad, arg):
+    """Float arguments get float gradients; array gradients are the caller's own arrays."""
     if isinstance(arg, float) and not isinstance(grad, float) and grad is not None:
         return float(grad)
+    if isinstance(grad, np.ndarray) and not grad.flags.writeable:
+        return grad.copy()
+    if isinstance(grad, (dict, list, tuple)) or hasattr(grad, "__dict__"):
+        return _owned(grad)
     return grad
+
+
+def _owned(tree):
+    if isinstance(tree, np.ndarray):
+        return tree if tree.flags.writeable else tree.copy()
+    if isinstance(tree, dict):
+        return {k: _owned(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_owned(v) for v in tree]
+    if isinstance(tree, tuple):
+        return tuple(_owned(v) for v in tree)
+    return tree
+
+
+def _closure_key(fn):
+    """Closure cells are read when transforming: their current contents are part of the key."""
+    cells = getattr(fn, "__closure__", None)
+    if not cells:
+        return ()
+    key = []
+    for cell in cells:
+        try:
+            value = cell.cell_contents
+        except ValueError:
+            key.append(None)
+            continue
+        key.append(value if isinstance(value, (int, float, str, bool, type(None))) else id(value))
+    return tuple(key)
 
 
 class GradientFunction:
     """What `ds.grad` and `ds.value_and_grad` return: a callable with a cache."""
 
     def __init__(self, fn, wrt=0, with_value=False):
+        self.bound = ()
+        if inspect.ismethod(fn):             # wrt counts the arguments after `self`
+            self.bound = (fn.__self__,)
+            fn = fn.__func__
         self.fn = fn
         self.wrt, self.single = _normalise_wrt(fn, wrt)
+        if self.bound:
+            self.wrt = tuple(i + 1 if isinstance(w, int) else i
+                             for i, w in zip(self.wrt, wrt if not self.single else [wrt]))
         self.with_value = with_value
         self.cache = {}
         self.last = None
         functools.update_wrapper(self, fn)
 
     def compiled_for(self, args, optimize=True):
-        key = (tuple(map(tree_of, args)), optimize)
+        key = (tuple(map(tree_of, args)), optimize, _closure_key(self.fn))
         compiled = self.cache.get(key)
         if compiled is None:
             _check_differentiable(self.fn, args, self.wrt)
@@ -170,7 +210,7 @@ class GradientFunction:
         return compiled
 
     def __call__(self, *args, **kwargs):
-        args = _bind(self.fn, args, kwargs)
+        args = _bind(self.fn, self.bound + args, kwargs)
         compiled = self.compiled_for(args)
         try:
             value, grads = compiled.function(*args)

@@ -350,6 +350,9 @@ def test_while_doubling_matches_fd(x):
 @HYP
 @given(a=floats(0.5, 50.0))
 def test_while_newton_sqrt(a):
+    # at a == 1 the start value is already the root: the loop runs zero times and the
+    # program's derivative there is that of `x = a`, i.e. 1, not 1/(2 sqrt(a))
+    assume(abs(a * a - a) > 1e-12 * a)
     g = ds.grad(newton_sqrt)(a)
     assert g == pytest.approx(0.5 / math.sqrt(a), rel=1e-6)
 

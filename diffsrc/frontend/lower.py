@@ -112,6 +112,8 @@ class Lowerer:
         self.node = None            # the statement being lowered (for error locations)
         self.fresh = itertools.count()
         self.fixed_loc = False      # rule templates keep the location of the primal statement
+        self.frames = []            # callers' frames, whose variables are still alive
+        self.view_base = {}         # value id -> the array it is a view of
 
     # ------------------------------------------------------------------ errors
     def where(self, node=None):
@@ -161,6 +163,8 @@ class Lowerer:
         node = parsed.node
         saved_frame, saved_node, saved_loc = self.frame, self.node, self.b.loc
         frame = Frame(parsed, parent)
+        if saved_frame is not None:
+            self.frames.append(saved_frame)
         self.frame = frame
         try:
             self.bind(node.args, args, kwargs, defaults, kw_defaults)
@@ -178,6 +182,8 @@ class Lowerer:
                 return result, frame.env.get(first)
             return result
         finally:
+            if saved_frame is not None:
+                self.frames.pop()
             self.frame, self.node, self.b.loc = saved_frame, saved_node, saved_loc
 
     def bind(self, arguments, args, kwargs, defaults, kw_defaults):
@@ -277,6 +283,9 @@ class Lowerer:
         elif isinstance(s, gast.AugAssign):
             op = BINOPS[type(s.op)]
             current = self.expr(load_of(s.target))
+            if isinstance(s.target, gast.Name) and isinstance(current, Value) and \
+                    current.kind not in ("float", "int"):
+                self.check_unaliased(current, s.target.id)
             self.assign(s.target, self.binop(op, current, self.expr(s.value)))
         elif isinstance(s, gast.AnnAssign):
             if s.value is not None:
@@ -293,8 +302,10 @@ class Lowerer:
                 raise self.error(UnsupportedSyntaxError,
                                  "decorated nested functions are not supported")
             self.frame.env[s.name] = self.make_funcs(s)
-        elif isinstance(s, (gast.Pass, gast.Assert)):
-            pass                                           # asserts carry no adjoint
+        elif isinstance(s, gast.Pass):
+            pass
+        elif isinstance(s, gast.Assert):
+            self.lower_assert(s)
         elif isinstance(s, gast.Delete):
             for target in s.targets:
                 if isinstance(target, gast.Name):
@@ -320,6 +331,15 @@ class Lowerer:
             raise self.error(UnsupportedSyntaxError,
                              f"{kind.__name__} statement is not supported by diffsrc")
 
+    def lower_assert(self, s):
+        """An assert still checks at run time; it has no adjoint."""
+        def fail():
+            message = [self.expr(s.msg)] if s.msg is not None else []
+            exc = self.opaque(AssertionError, message, {})
+            self.b.op("call", [exc], attrs={"fn": runtime.raise_error, "kwnames": ()},
+                      hints=[""])
+        self.branch(self.expr_not(self.expr(s.test)), fail, lambda: None)
+
     def make_funcs(self, node):
         args = node.args
         defaults = tuple(self.expr(d) for d in args.defaults)
@@ -343,6 +363,8 @@ class Lowerer:
             self.unpack(target.elts, value)
         elif isinstance(target, gast.Subscript):
             container = self.expr(target.value)
+            if isinstance(container, Value) and isinstance(target.value, gast.Name):
+                self.check_unaliased(container, target.value.id)
             index = self.index_expr(target.slice)
             self.assign(target.value, self.set_item(container, index, value))
         elif isinstance(target, gast.Attribute):
@@ -356,6 +378,24 @@ class Lowerer:
         else:
             raise self.error(UnsupportedSyntaxError,
                              f"assignment to {type(target).__name__}")
+
+    def check_unaliased(self, value, name):
+        """NumPy updates in place; diffsrc updates functionally. The two agree only when
+        no other variable sees the array (another name for it, or a view of it)."""
+        related = set()
+        v = value
+        while v is not None:
+            related.add(v.id)
+            v = self.view_base.get(v.id)
+        for frame in self.frames + [self.frame]:
+            for other, held in frame.env.items():
+                if (frame is self.frame and other == name) or held is UNDEFINED:
+                    continue
+                if any(leaf.id in related for leaf in leaves_in(held)):
+                    raise self.error(UnsupportedSyntaxError,
+                                     f"in-place update of {name!r}, which shares its data with "
+                                     f"{other!r}; NumPy would change both. Write "
+                                     f"`{name} = {name}.copy()` first, or build a new array")
 
     def unpack(self, targets, value):
         starred = [i for i, t in enumerate(targets) if isinstance(t, gast.Starred)]
@@ -652,9 +692,6 @@ class Lowerer:
             self.frame.env = inside
             body = build_body(inside, params)
             after = self.frame.env
-            widened = {n: self.join(self.join(templates[n], after.get(n, UNDEFINED))
-                                    if templates[n] is not UNDEFINED else
-                                    after.get(n, UNDEFINED), templates[n]) for n in names}
             widened = {n: merge_templates(templates[n], self.join(after.get(n, UNDEFINED),
                                                                   after.get(n, UNDEFINED)))
                        for n in names}
@@ -757,7 +794,7 @@ class Lowerer:
 
     def expr_UnaryOp(self, e):
         op = UNARYOPS[type(e.op)]
-        operand = self.expr(e.operand)
+        operand = objectify(self.expr(e.operand))
         if op is operator.not_:
             t = self.truth(operand)
             if isinstance(t, Static):
@@ -969,6 +1006,7 @@ class Lowerer:
 
     # ------------------------------------------------------------- semantics
     def binop(self, op, left, right):
+        left, right = objectify(left), objectify(right)
         if isinstance(left, ObjS) or isinstance(right, ObjS):
             name = DUNDERS[op]
             if isinstance(left, ObjS) and hasattr(left.cls, f"__{name}__"):
@@ -995,6 +1033,7 @@ class Lowerer:
         return self.call(Static(method), [obj] + list(args), {})
 
     def attribute(self, obj, name, node=None):
+        obj = objectify(obj)
         if isinstance(obj, Static):
             try:
                 return Static(getattr(obj.value, name))
@@ -1060,6 +1099,7 @@ class Lowerer:
                               kind="any" if kind else None)
 
     def call(self, f, args, kwargs, want_first=False):
+        f = objectify(f)
         if isinstance(f, FuncS):
             return self.call_funcs(f, args, kwargs, want_first)
         if isinstance(f, BoundS):
@@ -1180,8 +1220,12 @@ class Lowerer:
             return entry.meta["lower"](self, args, kwargs)
         values = [self.value(a) for a in args] + [self.value(v) for v in kwargs.values()]
         kind = kind if kind != "any" else None
-        return self.b.call(fn, values, kwnames=tuple(kwargs),
-                           kind=(entry.result_kind if entry is not None else None) or kind)
+        kind = (entry.result_kind if entry is not None else None) or kind or scalar_kind(
+            fn, list(args) + list(kwargs.values()))
+        result = self.b.call(fn, values, kwnames=tuple(kwargs), kind=kind)
+        if is_view_op(fn, values) and values:
+            self.view_base[result.id] = values[0]
+        return result
 
     def opaque(self, fn, args, kwargs):
         """A call diffsrc does not look into: kept as is; an error if it must be differentiated."""
@@ -1211,6 +1255,77 @@ Lowerer.block = _block
 
 
 # --------------------------------------------------------------------- helpers
+def objectify(a):
+    """A constant instance of a user class becomes a structure of its (constant) fields."""
+    if not isinstance(a, Static):
+        return a
+    value = a.value
+    cls = type(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = tuple(f.name for f in dataclasses.fields(value))
+        return ObjS(cls, names, tuple(Static(getattr(value, n)) for n in names))
+    if hasattr(value, "__dict__") and not isinstance(value, (
+            type, types.ModuleType, types.FunctionType, types.MethodType,
+            types.BuiltinFunctionType)) and \
+            cls.__module__ not in ("builtins",) and not cls.__module__.startswith("numpy") \
+            and not callable(getattr(value, "__array__", None)) and _user_class(cls):
+        names = tuple(vars(value))
+        return ObjS(cls, names, tuple(Static(getattr(value, n)) for n in names))
+    return a
+
+
+VIEW_METHODS = {"reshape", "T", "transpose", "ravel", "squeeze", "swapaxes", "view", "real",
+                "imag", "flat", "diagonal"}
+VIEW_FUNCTIONS = {"reshape", "transpose", "ravel", "squeeze", "expand_dims", "swapaxes",
+                  "moveaxis", "broadcast_to", "asarray", "atleast_1d", "atleast_2d", "diagonal",
+                  "sliding_window_view", "flip", "rollaxis"}
+
+
+INT_CLOSED = (operator.add, operator.sub, operator.mul, operator.floordiv, operator.mod,
+              operator.neg, operator.pos, abs, builtins.max, builtins.min)
+FLOAT_CLOSED = INT_CLOSED + (operator.truediv, operator.pow, float)
+
+
+def scalar_kind(fn, args):
+    """'int' or 'float' when Python scalar arithmetic keeps the result a Python scalar."""
+    if not (fn in FLOAT_CLOSED or getattr(fn, "__module__", None) == "math"):
+        return None
+    kinds = set()
+    for a in args:
+        if isinstance(a, Static) and isinstance(a.value, (bool, int)):
+            kinds.add("int")
+        elif isinstance(a, Static) and isinstance(a.value, float):
+            kinds.add("float")
+        else:
+            kinds.add(getattr(a, "kind", "?"))
+    if kinds <= {"int"} and fn in INT_CLOSED:
+        return "int"
+    if kinds <= {"int", "float"}:
+        return "float"
+    return None
+
+
+def is_view_op(fn, values):
+    """Whether the result of this call may share memory with its first argument."""
+    if fn is operator.getitem:
+        return True
+    if isinstance(fn, Method):
+        return fn.name in VIEW_METHODS
+    return getattr(fn, "__name__", None) in VIEW_FUNCTIONS and (
+        getattr(np, fn.__name__, None) is fn or "stride_tricks" in getattr(fn, "__module__", ""))
+
+
+def leaves_in(a):
+    if isinstance(a, Value):
+        return [a]
+    return [leaf for c in children(a) for leaf in leaves_in(c)]
+
+
+def _user_class(cls):
+    """Classes defined in user code (their methods have Python source)."""
+    return any(isinstance(v, types.FunctionType) for v in vars(cls).values())
+
+
 def runtime_format(*parts):
     return "".join(str(p) for p in parts)
 
@@ -1529,7 +1644,7 @@ SPECIAL_CALLS = {range: _range, len: _len, builtins.sum: _sum, builtins.min: _mi
 def abstract_argument(value, tree, hint, params, leaves_out):
     """The compile-time description of an argument; its leaves become IR values."""
     if tree.kind == "leaf":
-        v = Value(hint, "int" if tree.leaf[0] == "int" else None)
+        v = Value(hint, {"int": "int", "float": "float"}.get(tree.leaf[0]))
         leaves_out.append(v)
         return v
     if tree.kind == "static":
@@ -1574,9 +1689,12 @@ def lower_function(fn, args, name=None):
     node = parsed.node
     arg_names = [a.id for a in list(node.args.posonlyargs) + list(node.args.args)]
     if len(args) > len(arg_names):
-        raise SourceUnavailableError if False else TransformError(
-            f"{parsed.name}() takes {len(arg_names)} positional arguments but {len(args)} were "
-            "given", parsed.filename, parsed.lineno(node))
+        if node.args.vararg is None:
+            raise TransformError(f"{parsed.name}() takes {len(arg_names)} positional arguments "
+                                 f"but {len(args)} were given", parsed.filename,
+                                 parsed.lineno(node))
+        star = node.args.vararg.id
+        arg_names += [f"{star}{i}" for i in range(len(args) - len(arg_names))]
     params = [Value(n, None) for n in arg_names[:len(args)]]
     body = Block()
     builder = Builder(body, Location(parsed.filename, parsed.lineno(node)))
@@ -1586,14 +1704,12 @@ def lower_function(fn, args, name=None):
         tree = tree_of(value)
         trees.append(tree)
         if tree.kind == "leaf":
-            param.kind = "int" if tree.leaf[0] == "int" else None
+            param.kind = {"int": "int", "float": "float"}.get(tree.leaf[0])
             abstract_args.append(param)
             continue
         leaves = []
         a = abstract_argument(value, tree, param.hint, params, leaves)
         if leaves:
-            builder.op("const", attrs={"value": None})  # placeholder removed below
-            body.ops.pop()
             unpack = builder.op("unpack", [param], nresults=len(leaves),
                                 hints=[v.hint for v in leaves], kinds=[v.kind for v in leaves],
                                 attrs={"tree": tree})

@@ -33,10 +33,18 @@ _cache = {}
 
 
 def parse_function(fn):
-    """Parse `fn` (unwrapping decorators) into a ParsedFunction; cached per code object."""
-    fn = inspect.unwrap(fn)
+    """Parse `fn` into a ParsedFunction; cached per code object.
+
+    A decorator's wrapper is read as itself (it may change the maths); only a
+    wrapper whose source cannot be read is looked through, to what it wraps.
+    """
     if inspect.ismethod(fn):
         fn = fn.__func__
+    code = getattr(fn, "__code__", None)
+    if code is None or not _has_source(code):
+        unwrapped = inspect.unwrap(fn)
+        if unwrapped is not fn:
+            return parse_function(unwrapped)
     code = getattr(fn, "__code__", None)
     if code is None:
         raise SourceUnavailableError(f"{fn!r} is not a Python function; it has no source to read")
@@ -54,11 +62,25 @@ def parse_function(fn):
                           closure, fn)
 
 
+def _has_source(code):
+    return bool(linecache.getlines(code.co_filename))
+
+
+def _source_lines(fn, code):
+    """The lines of `fn`'s own definition (not of what a decorator wraps)."""
+    linecache.checkcache(code.co_filename)        # the file may have changed (a reload)
+    lines = linecache.getlines(code.co_filename)
+    if lines and code.co_name != "<lambda>":
+        first = code.co_firstlineno
+        return inspect.getblock(lines[first - 1:]), first
+    return inspect.getsourcelines(fn)
+
+
 def _parse(fn, code):
     filename = code.co_filename
     try:
-        lines, first = inspect.getsourcelines(fn)
-    except (OSError, TypeError) as exc:
+        lines, first = _source_lines(fn, code)
+    except (OSError, TypeError, IndexError) as exc:
         raise SourceUnavailableError(
             f"cannot read the source of {getattr(fn, '__qualname__', fn)!r} ({exc}); define it "
             "in a file, or pass its source text to diffsrc (ds.grad(\"def f(x): ...\"))",

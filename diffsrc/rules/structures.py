@@ -30,7 +30,23 @@ register(runtime.index_update)
 register(runtime.unindex)
 register(runtime.zeros_like)
 register(runtime.accumulate)
-register(runtime.unbroadcast)
+def _lower_unbroadcast(low, args, kwargs):
+    """Python floats never broadcast: for them `unbroadcast(g, x)` is just `g`."""
+    g, x = args
+    if _is_python_float(x) and (_is_python_float(g) or _is_number(g)):
+        return g
+    return low.b.call(runtime.unbroadcast, [low.value(g), low.value(x)])
+
+
+def _is_python_float(a):
+    return getattr(a, "kind", None) in ("float", "int") or _is_number(a)
+
+
+def _is_number(a):
+    return isinstance(getattr(a, "value", None), (int, float)) and not hasattr(a, "id")
+
+
+register(runtime.unbroadcast, meta={"lower": _lower_unbroadcast})
 register(runtime.raise_error, effect=True)
 register(slice, foldable=True, nondiff=True)
 
