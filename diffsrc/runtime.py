@@ -889,3 +889,17 @@ def linspace_adjoint(g, start, stop, num=50, endpoint=True, axis=0, which=0):
 def item_adjoint(g, x):
     """The adjoint of `x.item()` / `float(x)` for a size-1 array: `g` shaped like x."""
     return np.broadcast_to(_float_like(g, x), np.shape(x)) * 1
+
+
+def clip_bound_adjoint(g, x, low, high, which):
+    """The adjoint of bound `low` (which=0) or `high` (which=1) of `np.clip(x, low, high)`."""
+    bound = low if which == 0 else high
+    if bound is None:
+        return None
+    if which == 0:
+        mask = x < low
+        if high is not None:
+            mask = mask & ~(x > high)
+    else:
+        mask = x > high
+    return unbroadcast(g * mask, bound)

@@ -438,18 +438,21 @@ class Codegen:
         op = self.defs.get(v.id)
         if op is not None and op.opname == "call" and op.attrs["fn"] is make_tuple and \
                 v.id in self.inline:
-            parts = []
-            for a in op.args:
-                if self.is_const(a) and index_text(self.const_value(a)) is not None and \
-                        not isinstance(self.const_value(a), tuple):
-                    parts.append(index_text(self.const_value(a)))
-                else:
-                    parts.append(self.ref(a).text)
+            parts = [self.index_part(a) for a in op.args]
             return ", ".join(parts) + ("," if len(parts) == 1 else "")
+        return self.index_part(v)
+
+    def index_part(self, v):
+        """One entry of a subscript: slices as `lo:hi:step`, everything else as itself."""
+        if self.is_const(v) and not isinstance(self.const_value(v), tuple):
+            text = index_text(self.const_value(v))
+            if text is not None:
+                return text
+        op = self.defs.get(v.id)
         if op is not None and op.opname == "call" and op.attrs["fn"] is slice and \
-                v.id in self.inline:
-            lo, hi, step = (self.ref(a).text if not (self.is_const(a) and self.const_value(a)
-                                                     is None) else "" for a in op.args)
+                v.id in self.inline and len(op.args) == 3:
+            lo, hi, step = ("" if self.is_const(a) and self.const_value(a) is None
+                            else self.ref(a).text for a in op.args)
             return f"{lo}:{hi}" + (f":{step}" if step else "")
         return self.ref(v).text
 

@@ -500,7 +500,9 @@ class Lowerer:
     def join(self, a, b):
         """The common template of two descriptions met at a merge point."""
         if a is b:
-            return a if not isinstance(a, Value) else SLOT
+            if isinstance(a, Value):
+                return LISTSLOT if a.kind == "list" else SLOT
+            return a
         if a is UNDEFINED:
             return self.join(b, b)
         if b is UNDEFINED:

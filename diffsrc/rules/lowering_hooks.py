@@ -86,3 +86,21 @@ def static_value(a, default=_MISSING):
 
 
 MISSING = _MISSING
+
+
+def is_none(x):
+    """In a rule template: is `x` the constant None? Decided while transforming.
+
+    `x is None` on a run-time value would become a run-time branch in the generated
+    code; this folds to True for a None constant and to False for anything else
+    (a run-time value, which diffsrc takes to be an actual array or number).
+    """
+    return x is None
+
+
+def _is_none_lower(low, args, kwargs):
+    a = args[0]
+    return Static(isinstance(a, Static) and a.value is None)
+
+
+registry.register(is_none).meta["lower"] = _is_none_lower

@@ -12,6 +12,7 @@ Conventions:
 """
 import numpy as np
 
+from .lowering_hooks import is_none, positional
 from .registry import Method, adjoint_rule, register
 from ..runtime import average_adjoint, cumprod_adjoint, prod_adjoint, undiff, unreduce
 
@@ -22,6 +23,8 @@ for _name in ("sum mean prod max min amax amin var std cumsum cumprod average pt
     register(getattr(np, _name), emit=f"np.{_name}").meta["family"] = FAMILY
 for _name in ("sum mean prod max min var std cumsum cumprod").split():
     register(Method(_name)).meta["family"] = FAMILY
+register(np.average).meta["lower"] = positional(
+    np.average, {"a": None, "axis": None, "weights": None})
 for _helper in (average_adjoint, cumprod_adjoint, prod_adjoint, undiff, unreduce):
     register(_helper)
 
@@ -117,7 +120,7 @@ def average_rule(y_bar, y, a, axis=None, weights=None, returned=False, keepdims=
 
     1-D weights along `axis` and weights shaped like `a` are both supported.
     """
-    if weights is None:
+    if is_none(weights):
         return (unreduce(y_bar, a, axis, keepdims) / (np.size(a) / np.size(y)),)
     both = average_adjoint(y_bar, y, a, weights, axis, keepdims)
     return both[0], None, both[1]

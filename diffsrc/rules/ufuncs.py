@@ -10,16 +10,19 @@ Subgradient conventions (kinks and ties):
   maximum/minimum     ties (x == y) split the adjoint 1/2 : 1/2, as central
   fmax/fmin           differences, JAX, PyTorch and autograd do; NaN loses to a number
   clip                derivative 1 on the closed interval [a_min, a_max] (PyTorch's)
-  sign, floor, ceil, round, around, rint, trunc, fix, heaviside (in x1)
+  sign, floor, ceil, round, around, rint, trunc, fix
                       zero derivative everywhere (registered non-differentiable)
+  heaviside(x1, x2)   zero in x1 (a step); x2, the value at x1 == 0, gets the
+                      adjoint of those entries
   sinc                derivative 0 at x == 0 (the exact value)
 """
 import math
 
 import numpy as np
 
+from .lowering_hooks import positional
 from .registry import Method, adjoint_rule, nondifferentiable, register
-from ..runtime import clip_mask, unbroadcast
+from ..runtime import clip_bound_adjoint, clip_mask, unbroadcast
 
 FAMILY = "elementwise"
 
@@ -27,8 +30,8 @@ DIFFERENTIABLE = ("square sqrt cbrt reciprocal exp exp2 expm1 log log2 log10 log
                   "logaddexp2 sin cos tan arcsin arccos arctan arctan2 hypot sinh cosh tanh "
                   "arcsinh arccosh arctanh abs absolute fabs maximum minimum fmax fmin clip "
                   "where sinc deg2rad rad2deg degrees radians float_power copysign fmod "
-                  "conj conjugate real").split()
-ZERO_DERIVATIVE = ("sign floor ceil round around rint trunc fix heaviside signbit").split()
+                  "conj conjugate real heaviside").split()
+ZERO_DERIVATIVE = ("sign floor ceil round around rint trunc fix signbit").split()
 for _name in DIFFERENTIABLE:
     register(getattr(np, _name), emit=f"np.{_name}").meta["family"] = FAMILY
 for _name in ZERO_DERIVATIVE:
@@ -38,6 +41,11 @@ for _name in ("clip", "conj", "conjugate"):
 register(Method("real", attribute=True)).meta["family"] = FAMILY
 register(Method("round"), nondiff=True).meta["family"] = FAMILY
 nondifferentiable(clip_mask)
+register(clip_bound_adjoint)
+register(np.clip).meta["lower"] = positional(
+    np.clip, {"a": None, "a_min": None, "a_max": None}, aliases={"min": "a_min", "max": "a_max"})
+register(Method("clip")).meta["lower"] = positional(Method("clip"),
+                                                    {"self": None, "min": None, "max": None})
 
 
 # ------------------------------------------------------------------- powers and roots
@@ -264,33 +272,16 @@ def fmin_adjoint(z_bar, z, x, y):
 
 
 @adjoint_rule(np.clip, Method("clip"))
-def clip_adjoint(y_bar, y, x, a_min=None, a_max=None, out=None, min=None, max=None,
-                 **kwargs):
+def clip_adjoint(y_bar, y, x, a_min=None, a_max=None, *args, **kwargs):
     """1 on the closed interval [a_min, a_max] (boundaries included), 0 outside.
 
     Array bounds are differentiable too: a_min gets the adjoint where x < a_min,
-    a_max where x > a_max (where both apply, NumPy returns a_max).
+    a_max where x > a_max (where both apply, NumPy returns a_max). NumPy 2's
+    `min=`/`max=` keywords are moved to these positions while lowering.
     """
-    if a_min is None:
-        a_min = min
-    if a_max is None:
-        a_max = max
-    inside = clip_mask(x, a_min, a_max)
-    if a_max is None:
-        low = x < a_min
-        high = None
-    elif a_min is None:
-        low = None
-        high = x > a_max
-    else:
-        high = x > a_max
-        low = (x < a_min) & ~high
-    x_bar = unbroadcast(y_bar * inside, x)
-    if a_min is None:
-        return x_bar, None, unbroadcast(y_bar * high, a_max)
-    if a_max is None:
-        return x_bar, unbroadcast(y_bar * low, a_min), None
-    return x_bar, unbroadcast(y_bar * low, a_min), unbroadcast(y_bar * high, a_max)
+    return (unbroadcast(y_bar * clip_mask(x, a_min, a_max), x),
+            clip_bound_adjoint(y_bar, x, a_min, a_max, 0),
+            clip_bound_adjoint(y_bar, x, a_min, a_max, 1))
 
 
 @adjoint_rule(np.where)
@@ -317,3 +308,9 @@ def fmod_adjoint(z_bar, z, x, y):
 def conj_adjoint(y_bar, y, x):
     """The identity on real inputs (diffsrc differentiates real functions)."""
     return (y_bar,)
+
+
+@adjoint_rule(np.heaviside)
+def heaviside_adjoint(z_bar, z, x1, x2):
+    """A step in x1 (zero derivative, the jump at 0 ignored); x2 is the value at x1 == 0."""
+    return None, unbroadcast(z_bar * (x1 == 0), x2)

@@ -140,6 +140,9 @@ class Adjoints:
         return self.b.call(runtime.zeros_like, [v], hint=self.t.bar_hint(v), kind=v.kind)
 
 
+HARMLESS_OPAQUE = (print, repr, str, format)
+
+
 class ReverseTransform:
     def __init__(self, fn, wrt):
         self.fn = fn
@@ -149,6 +152,21 @@ class ReverseTransform:
         for op in walk_ops(fn.body):
             for r in op.results:
                 self.defs[r.id] = op
+            self.fence_opaque(op)
+
+    def fence_opaque(self, op):
+        """A call diffsrc cannot see into may update a differentiated array in place;
+        it is an error as soon as it receives one, whether or not its result is used."""
+        if op.opname != "call" or not any(a.id in self.varied for a in op.args):
+            return
+        fn = op.attrs["fn"]
+        entry = registry.lookup(fn)
+        if entry is not None or fn in HARMLESS_OPAQUE or hasattr(fn, "__code__"):
+            return
+        raise NoRuleError(f"{callable_name(fn)} receives a differentiated value but has no "
+                          "derivative rule (and may modify it in place); register one with "
+                          "@ds.adjoint", op.loc.filename if op.loc else None,
+                          op.loc.lineno if op.loc else None)
 
     def bar_hint(self, v):
         return (v.hint or "t") + "_bar"
