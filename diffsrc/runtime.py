@@ -590,12 +590,12 @@ def tensordot_adjoint(g, a, b, axes=2, which=0):
     if which == 0:
         # g: a_free + b_free; contract g's b_free dims with b's free dims
         r = np.tensordot(g, b, axes=(list(range(na, g.ndim)), b_free))
-        # r: a_free + b_axes (in b_axes order) -> a's contracted axes in a_axes order
-        order = a_free + a_axes
+        # r: a_free, then b's contracted axes in increasing order, each paired with an a axis
+        order = a_free + [a_axes[b_axes.index(j)] for j in sorted(b_axes)]
     else:
         r = np.tensordot(a, g, axes=(a_free, list(range(na))))
-        # r: a_axes (in a_axes order) ~ b_axes, then b_free
-        order = b_axes + b_free
+        # r: a's contracted axes in increasing order (paired with b axes), then b_free
+        order = [b_axes[a_axes.index(i)] for i in sorted(a_axes)] + b_free
     inverse = [0] * len(order)
     for i, p in enumerate(order):
         inverse[p] = i

@@ -1,0 +1,262 @@
+"""Linear algebra against central finite differences: dot, vdot, inner, outer, matmul
+(1-D, batched, broadcast), tensordot, einsum (implicit/explicit, repeated labels,
+ellipsis), kron, and numpy.linalg inv, solve, det, slogdet, cholesky, norm, eigh."""
+import numpy as np
+import pytest
+from hypothesis import assume, given
+
+from numpy_support import FEW, HYP, arrays, check_grad, ds, hnp, out, random_array, spd, st
+
+
+def source(expr, params="x, y"):
+    return f"def F({params}):\n    r = {expr}\n    return np.sum(r * (r + 1.0))\n"
+
+
+# (expression, shape of x, shape of y)
+PRODUCTS = {
+    "dot_mm": ("np.dot(x, y)", (2, 3), (3, 4)),
+    "dot_mv": ("np.dot(x, y)", (2, 3), (3,)),
+    "dot_vm": ("np.dot(x, y)", (3,), (3, 2)),
+    "dot_vv": ("np.dot(x, y)", (3,), (3,)),
+    "dot_scalar": ("np.dot(x, y)", (), (2, 3)),
+    "dot_nd": ("np.dot(x, y)", (2, 2, 3), (4, 3, 2)),
+    "dot_method": ("x.dot(y)", (2, 3), (3,)),
+    "vdot": ("np.vdot(x, y)", (2, 3), (3, 2)),
+    "inner_vv": ("np.inner(x, y)", (3,), (3,)),
+    "inner_mm": ("np.inner(x, y)", (2, 3), (4, 3)),
+    "inner_nd": ("np.inner(x, y)", (2, 1, 3), (2, 3)),
+    "inner_scalar": ("np.inner(x, y)", (), (2, 3)),
+    "outer": ("np.outer(x, y)", (3,), (4,)),
+    "outer_flattens": ("np.outer(x, y)", (2, 2), (3,)),
+    "matmul_mm": ("np.matmul(x, y)", (2, 3), (3, 4)),
+    "matmul_op": ("x @ y", (2, 3), (3, 4)),
+    "matmul_vm": ("x @ y", (3,), (3, 4)),
+    "matmul_mv": ("x @ y", (2, 3), (3,)),
+    "matmul_vv": ("x @ y", (3,), (3,)),
+    "matmul_batched": ("x @ y", (5, 2, 3), (5, 3, 2)),
+    "matmul_broadcast": ("x @ y", (2, 1, 2, 3), (4, 3, 2)),
+    "matmul_batch_vec": ("x @ y", (4, 2, 3), (3,)),
+    "matmul_vec_batch": ("x @ y", (2,), (4, 2, 3)),
+    "matmul_matrix_batch": ("np.matmul(x, y)", (2, 3), (4, 3, 2)),
+    "tensordot_default": ("np.tensordot(x, y)", (2, 3, 4), (3, 4, 2)),
+    "tensordot_int": ("np.tensordot(x, y, 1)", (2, 3), (3, 4)),
+    "tensordot_zero": ("np.tensordot(x, y, 0)", (2,), (3,)),
+    "tensordot_pairs": ("np.tensordot(x, y, axes=([0, 2], [2, 0]))", (2, 3, 4), (4, 5, 2)),
+    "tensordot_single": ("np.tensordot(x, y, axes=(1, 0))", (2, 3, 4), (3, 2)),
+    "kron_mm": ("np.kron(x, y)", (2, 3), (3, 2)),
+    "kron_vv": ("np.kron(x, y)", (3,), (2,)),
+    "kron_mixed": ("np.kron(x, y)", (2,), (2, 3)),
+}
+
+
+@pytest.mark.parametrize("name", list(PRODUCTS))
+def test_products_match_finite_differences(name):
+    expr, sx, sy = PRODUCTS[name]
+    x, y = random_array(sx, 1), random_array(sy, 2)
+    check_grad(source(expr), (x, y), wrt=(0, 1))
+
+
+EINSUM = {
+    "matmul": ("'ij,jk->ik'", [(2, 3), (3, 4)]),
+    "implicit": ("'ij,jk'", [(2, 3), (3, 4)]),
+    "implicit_transpose": ("'ji'", [(2, 3)]),
+    "trace": ("'ii'", [(3, 3)]),
+    "diag": ("'ii->i'", [(3, 3)]),
+    "diag_mixed": ("'iij->ij'", [(2, 2, 3)]),
+    "repeated_with_other": ("'ii,i->i'", [(3, 3), (3,)]),
+    "sum_all": ("'ijk->'", [(2, 3, 2)]),
+    "summed_inside_one": ("'ij,k->k'", [(2, 3), (4,)]),
+    "outer": ("'i,j->ij'", [(2,), (3,)]),
+    "batched": ("'bij,bjk->bik'", [(4, 2, 3), (4, 3, 2)]),
+    "ellipsis": ("'...ij,...jk->...ik'", [(2, 2, 3), (2, 3, 4)]),
+    "ellipsis_broadcast": ("'...ij,...jk->...ik'", [(1, 2, 3), (5, 3, 2)]),
+    "ellipsis_implicit": ("'...i,...i'", [(2, 3), (3,)]),
+    "ellipsis_leading": ("'i...->...'", [(3, 2, 2)]),
+    "three_operands": ("'ij,jk,kl->il'", [(2, 3), (3, 2), (2, 2)]),
+    "bilinear": ("'i,ij,j'", [(3,), (3, 4), (4,)]),
+    "spaces": ("'ij , jk -> ki'", [(2, 3), (3, 4)]),
+    "repeated_output_order": ("'ijk->kji'", [(2, 3, 4)]),
+}
+
+
+@pytest.mark.parametrize("name", list(EINSUM))
+def test_einsum_matches_finite_differences(name):
+    subscripts, shapes = EINSUM[name]
+    args = tuple(random_array(s, i + 1) for i, s in enumerate(shapes))
+    params = ", ".join("xyz"[:len(args)])
+    check_grad(source(f"np.einsum({subscripts}, {params})", params), args,
+               wrt=tuple(range(len(args))))
+
+
+@HYP
+@given(data=st.data())
+def test_matmul_over_batch_shapes(data):
+    n, k, m = (data.draw(st.integers(1, 3)) for _ in range(3))
+    bx = data.draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=3))
+    by = tuple(1 if data.draw(st.booleans()) else d for d in bx)
+    by = by[data.draw(st.integers(0, len(by))):]
+    x = data.draw(arrays(bx + (n, k)))
+    y = data.draw(arrays(by + (k, m)))
+    check_grad(source("x @ y"), (x, y), wrt=(0, 1))
+
+
+# ------------------------------------------------------------------------ numpy.linalg
+def inv_f(a): return out(np.linalg.inv(a))
+def solve_mat(a, b): return out(np.linalg.solve(a, b))
+def det_f(a): return np.linalg.det(a) ** 2 + np.linalg.det(a)
+def slogdet_f(a):
+    sign, logdet = np.linalg.slogdet(a)
+    return logdet * 2.0 + sign
+def slogdet_attr(a): return np.linalg.slogdet(a).logabsdet
+def chol_f(a): return out(np.linalg.cholesky(a) * np.array([1.0, 2.0, 3.0]))
+def chol_sym(a): return out(np.linalg.cholesky(0.5 * (a + a.T)))
+def chol_gram(b):
+    return out(np.linalg.cholesky(b @ b.T + 3.0 * np.eye(3)))
+
+
+def well_conditioned(n, seed, batch=()):
+    return random_array(batch + (n, n), seed) + 3.0 * np.eye(n)
+
+
+def test_inv_and_det_match_finite_differences():
+    a = well_conditioned(3, 1)
+    check_grad(inv_f, (a,))
+    check_grad(det_f, (a,))
+    check_grad(slogdet_f, (a,))
+    check_grad(slogdet_attr, (a - 6.0 * np.eye(3),))     # negative determinant
+
+
+def test_batched_inv_det_slogdet():
+    a = well_conditioned(3, 2, batch=(2,))
+    check_grad(inv_f, (a,))
+    check_grad(source("np.linalg.det(x)", "x"), (a,))
+    check_grad(source("np.linalg.slogdet(x)[1]", "x"), (a,))
+
+
+SOLVES = [((3, 3), (3,)), ((3, 3), (3, 2)), ((2, 3, 3), (2, 3, 1)), ((2, 3, 3), (3,)),
+          ((2, 3, 3), (3, 4))]
+
+
+@pytest.mark.parametrize("sa, sb", SOLVES)
+def test_solve_matches_finite_differences(sa, sb):
+    a = well_conditioned(3, 3, batch=sa[:-2])
+    b = random_array(sb, 4)
+    check_grad(solve_mat, (a, b), wrt=(0, 1))
+
+
+def test_cholesky_lower_triangle_convention():
+    a = spd(3, seed=5)
+    g = check_grad(chol_f, (a,))                # exact derivative of what NumPy reads
+    assert np.all(np.triu(g, 1) == 0)
+    check_grad(chol_sym, (a,))
+    check_grad(chol_gram, (random_array((3, 2), 6),))
+    check_grad(source("np.linalg.cholesky(x)", "x"), (spd(2, 7, batch=(3,)),))
+
+
+def eigh_vals(a):
+    w, v = np.linalg.eigh(a)
+    return out(w * np.array([1.0, 2.0, 3.0]))
+
+
+def eigh_vecs(a):
+    w, v = np.linalg.eigh(a)
+    return np.sum(np.abs(v[:, 0]) * np.array([1.0, 2.0, 3.0])) + np.sum(w)
+
+
+def eigh_attrs(a):
+    res = np.linalg.eigh(0.5 * (a + a.T))
+    return out(res.eigenvalues) + np.sum(res.eigenvectors[:, -1] ** 4)
+
+
+def eigvalsh_f(a): return out(np.linalg.eigvalsh(a))
+
+
+def test_eigh_matches_finite_differences():
+    a = spd(3, seed=8) + np.diag([0.0, 2.0, 5.0])       # well-separated eigenvalues
+    check_grad(eigh_vals, (a,))
+    check_grad(eigh_vecs, (a,), rtol=1e-4, atol=1e-6)
+    check_grad(eigh_attrs, (a,), rtol=1e-4, atol=1e-6)
+    check_grad(eigvalsh_f, (a,))
+    check_grad(source("np.linalg.eigh(x, UPLO='U')[0]", "x"), (a,))
+
+
+NORMS = {
+    "default_vector": ("np.linalg.norm(x)", (4,)),
+    "default_matrix": ("np.linalg.norm(x)", (2, 3)),
+    "default_3d": ("np.linalg.norm(x)", (2, 3, 2)),
+    "ord1": ("np.linalg.norm(x, 1)", (4,)),
+    "ord2": ("np.linalg.norm(x, 2)", (4,)),
+    "ord3": ("np.linalg.norm(x, 3)", (4,)),
+    "ord_half": ("np.linalg.norm(x, 0.5)", (4,)),
+    "ord_inf": ("np.linalg.norm(x, np.inf)", (4,)),
+    "ord_minus_inf": ("np.linalg.norm(x, -np.inf)", (4,)),
+    "axis": ("np.linalg.norm(x, axis=1)", (3, 4)),
+    "axis_keepdims": ("np.linalg.norm(x, axis=0, keepdims=True)", (3, 4)),
+    "axis_ord1": ("np.linalg.norm(x, 1, axis=-1)", (2, 3, 4)),
+    "fro": ("np.linalg.norm(x, 'fro')", (3, 4)),
+    "nuc": ("np.linalg.norm(x, 'nuc')", (3, 4)),
+    "spectral": ("np.linalg.norm(x, 2)", (3, 4)),
+    "spectral_min": ("np.linalg.norm(x, -2)", (3, 4)),
+    "matrix_1": ("np.linalg.norm(x, 1)", (3, 4)),
+    "matrix_minus_1": ("np.linalg.norm(x, -1)", (3, 4)),
+    "matrix_inf": ("np.linalg.norm(x, np.inf)", (3, 4)),
+    "matrix_minus_inf": ("np.linalg.norm(x, -np.inf)", (3, 4)),
+    "matrix_axes": ("np.linalg.norm(x, 'fro', axis=(0, 2))", (2, 3, 4)),
+    "matrix_axes_nuc": ("np.linalg.norm(x, 'nuc', axis=(2, 1), keepdims=True)", (2, 3, 4)),
+    "matrix_axes_inf": ("np.linalg.norm(x, np.inf, axis=(-1, 0))", (2, 3, 4)),
+}
+
+
+@pytest.mark.parametrize("name", list(NORMS))
+def test_norms_match_finite_differences(name):
+    expr, shape = NORMS[name]
+    x = random_array(shape, 11)
+    check_grad(source(expr, "x"), (x,), rtol=1e-5, atol=1e-6)
+
+
+def norm_sum(x): return np.linalg.norm(x)
+
+
+def test_norm_at_zero_is_zero_not_nan():
+    np.testing.assert_array_equal(ds.grad(norm_sum)(np.zeros(3)), np.zeros(3))
+
+
+def multi_dot_f(a, b, c): return out(np.linalg.multi_dot([a, b, c]))
+
+
+def test_multi_dot():
+    check_grad(multi_dot_f, (random_array((3,), 1), random_array((3, 4), 2),
+                             random_array((4, 2), 3)), wrt=(0, 1, 2))
+
+
+@HYP
+@given(data=st.data())
+def test_tensordot_over_random_axis_pairings(data):
+    na, nb = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    k = data.draw(st.integers(0, min(na, nb)))
+    a_axes = data.draw(st.permutations(range(na)))[:k]
+    b_axes = data.draw(st.permutations(range(nb)))[:k]
+    sizes = {}
+    sa = [data.draw(st.integers(1, 3)) for _ in range(na)]
+    sb = [data.draw(st.integers(1, 3)) for _ in range(nb)]
+    for i, j in zip(a_axes, b_axes):
+        sb[j] = sa[i]
+    x, y = data.draw(arrays(tuple(sa))), data.draw(arrays(tuple(sb)))
+    axes = (list(a_axes), [j - nb if data.draw(st.booleans()) else j for j in b_axes])
+    check_grad(source(f"np.tensordot(x, y, axes={axes!r})"), (x, y), wrt=(0, 1))
+
+
+@HYP
+@given(data=st.data())
+def test_einsum_over_random_contractions(data):
+    letters = "abcd"
+    sizes = {c: data.draw(st.integers(1, 3)) for c in letters}
+    t1 = "".join(data.draw(st.lists(st.sampled_from(letters), min_size=1, max_size=3,
+                                    unique=True)))
+    t2 = "".join(data.draw(st.lists(st.sampled_from(letters), min_size=1, max_size=3,
+                                    unique=True)))
+    pool = sorted(set(t1 + t2))
+    outs = "".join(data.draw(st.permutations(pool))[:data.draw(st.integers(0, len(pool)))])
+    x = data.draw(arrays(tuple(sizes[c] for c in t1)))
+    y = data.draw(arrays(tuple(sizes[c] for c in t2)))
+    check_grad(source(f"np.einsum('{t1},{t2}->{outs}', x, y)"), (x, y), wrt=(0, 1))
