@@ -1,9 +1,11 @@
 """diffsrc: differentiable programming for plain Python by source transformation."""
 from .api import grad, value_and_grad, pullback, source, ir, adjoint
+from .export import export, ExportError
 from .errors import (DiffsrcError, UnsupportedSyntaxError, NoRuleError, NonScalarOutputError,
                      NonDifferentiableError, SourceUnavailableError, TransformError)
 
 __version__ = "0.1.0"
-__all__ = ["adjoint", "grad", "value_and_grad", "pullback", "source", "ir", "DiffsrcError",
+__all__ = ["adjoint", "grad", "value_and_grad", "pullback", "source", "ir", "export",
+           "ExportError", "DiffsrcError",
            "UnsupportedSyntaxError", "NoRuleError", "NonScalarOutputError",
            "NonDifferentiableError", "SourceUnavailableError", "TransformError"]

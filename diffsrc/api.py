@@ -316,17 +316,28 @@ def pullback(f, *args, **kwargs):
     return y, back_all
 
 
-def source(df, optimize=True):
-    """The generated Python source of a derivative (or of any diffsrc-built function)."""
+def source(df, optimize=True, annotate=False):
+    """The generated Python source of a derivative (or of any diffsrc-built function).
+
+    `optimize=False` gives the code generated without the optimisation passes;
+    `annotate=True` ends each generated line that comes from a line of the user's
+    function with a `# from file.py:LINE` comment.
+    """
     if isinstance(df, GradientFunction):
-        if df.last is not None and optimize:
-            return df.last.source
-        args = _example_args(df.fn)
-        return df.compiled_for(args, optimize).source
-    text = getattr(df, "__diffsrc_source__", None)
-    if text is not None:
-        return text
-    return transform(_resolve(df), _example_args(df), (), "primal", optimize).source
+        compiled = df.last if df.last is not None and optimize else \
+            df.compiled_for(_example_args(df.fn), optimize)
+    elif getattr(df, "__diffsrc_source__", None) is not None:
+        text = df.__diffsrc_source__
+        compiled = next((c for c in list(_pullback_cache.values()) + list(
+            _global_cache.values()) if c.source == text), None)
+        if compiled is None or not annotate:
+            return text
+    else:
+        compiled = transform(_resolve(df), _example_args(df), (), "primal", optimize)
+    if annotate:
+        from .export import annotate_source
+        return annotate_source(compiled.source, compiled.line_locs)
+    return compiled.source
 
 
 def ir(f, *args):
