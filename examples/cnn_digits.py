@@ -273,8 +273,9 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true", help="a short run, for the tests")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=OUT, help="folder for the plots (default examples/out)")
     args = parser.parse_args(argv)
-    epochs = args.epochs or (2 if args.smoke else 30)
+    epochs = args.epochs or 30          # about 6 s: the smoke run keeps the full training
     suffix = "_smoke" if args.smoke else ""
 
     data = load_data()
@@ -289,7 +290,7 @@ def main(argv=None):
           f"{time.perf_counter() - t0:.1f} s)")
 
     # -- saliency, guided backprop, Grad-CAM for the first test image of a few classes
-    os.makedirs(OUT, exist_ok=True)
+    os.makedirs(args.out, exist_ok=True)
     picks = [int(np.flatnonzero(y_test == c)[0]) for c in (0, 3, 4, 7)]
     images, labels, maps = [], [], []
     for i in picks:
@@ -308,7 +309,7 @@ def main(argv=None):
           f"the guided backward rule appears {len(guided_lines)} times in the generated code:")
     for line in guided_lines:
         print(f"    {line}")
-    path = os.path.join(OUT, f"cnn_digits_maps{suffix}.png")
+    path = os.path.join(args.out, f"cnn_digits_maps{suffix}.png")
     plot_maps(images, labels, maps, path)
     print(f"saved {os.path.relpath(path)}")
 
@@ -319,12 +320,12 @@ def main(argv=None):
     print("FGSM test accuracy vs epsilon: " + ", ".join(
         f"eps={e:g}: {a:.4f}" for e, a in zip(epsilons, accs)))
     print(f"FGSM accuracy drop at eps=0.1: {accs[0] - accs[epsilons.index(0.1)]:.4f}")
-    path = os.path.join(OUT, f"cnn_digits_fgsm{suffix}.png")
+    path = os.path.join(args.out, f"cnn_digits_fgsm{suffix}.png")
     plot_fgsm(epsilons, accs, path)
     print(f"saved {os.path.relpath(path)}")
 
     # -- class visualisation by gradient ascent on the input
-    steps = 30 if args.smoke else 300
+    steps = 100 if args.smoke else 300
     vis = [class_visualisation(params, c, steps) for c in range(10)]
     probs = [nn.softmax(cnn(params, v))[0] for v in vis]
     preds = [int(np.argmax(p)) for p in probs]
@@ -332,7 +333,7 @@ def main(argv=None):
     conf = np.mean([p[c] for c, p in enumerate(probs)])
     print(f"class visualisation ({steps} steps of gradient ascent from a blank image): "
           f"{hits}/10 images classified as their target class, mean confidence {conf:.3f}")
-    path = os.path.join(OUT, f"cnn_digits_classes{suffix}.png")
+    path = os.path.join(args.out, f"cnn_digits_classes{suffix}.png")
     plot_classes([v[0, 0] for v in vis], preds, path)
     print(f"saved {os.path.relpath(path)}")
     return acc

@@ -193,8 +193,9 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true", help="a few epochs, for the tests")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=OUT, help="folder for the plots (default examples/out)")
     args = parser.parse_args(argv)
-    epochs = args.epochs or (3 if args.smoke else 60)
+    epochs = args.epochs or (10 if args.smoke else 60)
 
     data = load_data()
     print(f"8x8 digits: {len(data[0])} training, {len(data[2])} test images; "
@@ -211,7 +212,8 @@ def main(argv=None):
               f"({time.perf_counter() - t0:.1f} s)", flush=True)
     best = max(results, key=results.get)
     print(f"best: {best} with test accuracy {results[best]:.4f}")
-    path = os.path.join(OUT, "mlp_digits_loss_smoke.png" if args.smoke else "mlp_digits_loss.png")
+    name = "mlp_digits_loss_smoke.png" if args.smoke else "mlp_digits_loss.png"
+    path = os.path.join(args.out, name)
     plot(curves, path)
     print(f"saved {os.path.relpath(path)}")
     return results

@@ -176,11 +176,11 @@ def time_steps(params, window, y, repeats):
 
 # ----------------------------------------------------------------------- plots
 
-def plot(t, x_true, x_free, x_steer, cum_free, cum_steer, suffix):
+def plot(t, x_true, x_free, x_steer, cum_free, cum_steer, suffix, out_dir=OUT):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    os.makedirs(OUT, exist_ok=True)
+    os.makedirs(out_dir, exist_ok=True)
     paths = []
     n = len(x_true)
     for lo, hi in ((0, 200), (400, 600)):
@@ -194,7 +194,7 @@ def plot(t, x_true, x_free, x_steer, cum_free, cum_steer, suffix):
         ax.set_title(f"generated sine, t = {lo}..{hi - 1}")
         ax.legend(loc="upper right")
         fig.tight_layout()
-        path = os.path.join(OUT, f"sine_steering_t{lo}-{hi - 1}{suffix}.png")
+        path = os.path.join(out_dir, f"sine_steering_t{lo}-{hi - 1}{suffix}.png")
         fig.savefig(path, dpi=100)
         plt.close(fig)
         paths.append(path)
@@ -205,7 +205,7 @@ def plot(t, x_true, x_free, x_steer, cum_free, cum_steer, suffix):
     ax.set_ylabel("cumulative squared error")
     ax.legend()
     fig.tight_layout()
-    path = os.path.join(OUT, f"sine_steering_cumulative{suffix}.png")
+    path = os.path.join(out_dir, f"sine_steering_cumulative{suffix}.png")
     fig.savefig(path, dpi=100)
     plt.close(fig)
     paths.append(path)
@@ -221,6 +221,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--out", default=OUT, help="folder for the plots (default examples/out)")
     args = parser.parse_args(argv)
     # Training takes well under a second, so the smoke run keeps the article's
     # settings and only shortens the timing loops.
@@ -267,7 +268,7 @@ def main(argv=None):
 
     if not args.no_plots:
         for path in plot(t[:n_gen], x_true, x_free, x_steer, cum_free, cum_steer,
-                         "_smoke" if args.smoke else ""):
+                         "_smoke" if args.smoke else "", args.out):
             print(f"saved {os.path.relpath(path)}")
     return ratio
 
