@@ -141,9 +141,9 @@ def unreduce(g, x, axis=None, keepdims=False):
 def matmul_left(g, a, b):
     """The adjoint of `a` in `a @ b`, for every rank NumPy's matmul accepts."""
     if a.ndim == 2 and b.ndim == 2:
-        return g @ b.T
+        return unbroadcast(g @ b.T, a)       # unbroadcast: keeps a's dtype in mixed precision
     if a.ndim == 1 and b.ndim == 1:
-        return g * b
+        return unbroadcast(g * b, a)
     if b.ndim == 1:
         return unbroadcast(g[..., None] * b, a)
     if a.ndim == 1:
@@ -154,9 +154,9 @@ def matmul_left(g, a, b):
 def matmul_right(g, a, b):
     """The adjoint of `b` in `a @ b`."""
     if a.ndim == 2 and b.ndim == 2:
-        return a.T @ g
+        return unbroadcast(a.T @ g, b)
     if a.ndim == 1 and b.ndim == 1:
-        return g * a
+        return unbroadcast(g * a, b)
     if a.ndim == 1:
         return unbroadcast(a[:, None] * g[..., None, :], b)
     if b.ndim == 1:
@@ -169,8 +169,9 @@ def dot_left(g, a, b):
     if np.ndim(a) == 0 or np.ndim(b) == 0:
         return unbroadcast(g * b, a)
     if a.ndim > 2 or b.ndim > 2:
-        return np.tensordot(g, b, axes=(list(range(a.ndim - 1, g.ndim)),
-                                        [i for i in range(b.ndim) if i != b.ndim - 2]))
+        return unbroadcast(np.tensordot(g, b, axes=(list(range(a.ndim - 1, g.ndim)),
+                                                    [i for i in range(b.ndim) if i != b.ndim - 2])),
+                           a)
     return matmul_left(g, a, b)
 
 
@@ -180,7 +181,7 @@ def dot_right(g, a, b):
         return unbroadcast(g * a, b)
     if a.ndim > 2 or b.ndim > 2:
         moved = np.tensordot(a, g, axes=(list(range(a.ndim - 1)), list(range(a.ndim - 1))))
-        return np.moveaxis(moved, 0, -2) if b.ndim > 1 else moved
+        return unbroadcast(np.moveaxis(moved, 0, -2) if b.ndim > 1 else moved, b)
     return matmul_right(g, a, b)
 
 

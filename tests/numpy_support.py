@@ -68,9 +68,10 @@ def grad_float32(f, args, wrt=0):
     g = ds.grad(f, wrt=wrt)(*args)
     gs = g if isinstance(wrt, tuple) else (g,)
     for gi, i in zip(gs, wrt if isinstance(wrt, tuple) else (wrt,)):
-        assert isinstance(gi, np.ndarray), type(gi)
+        assert isinstance(gi, np.ndarray) or (args[i].ndim == 0 and isinstance(gi, np.generic)), \
+            type(gi)
         assert gi.dtype == np.float32, f"gradient of a float32 argument is {gi.dtype}"
-        assert gi.shape == args[i].shape
+        assert np.shape(gi) == args[i].shape
     return g
 
 
