@@ -20,6 +20,7 @@ from .frontend.parse import function_from_source, parse_function
 from .frontend.trees import build, leaves_of, tree_of
 from .ir import format_function, verify
 from .rules import registry
+from .passes import optimize as run_passes
 from .passes.dce import eliminate_dead_code
 from .transforms.reverse import reverse
 
@@ -31,6 +32,7 @@ class Compiled:
     """One generated function with its source and a map back to the user's lines."""
 
     def __init__(self, function, source, filename, line_locs, ir_function):
+        self.plain_floats = False
         self.function = function
         self.source = source
         self.filename = filename
@@ -61,10 +63,12 @@ def _compile(source, fname, namespace, line_locs, ir_function):
     return Compiled(function, source, filename, line_locs, ir_function)
 
 
-def transform(fn, args, wrt, mode, optimize=True):
-    """The pipeline: lower, differentiate, optimise, generate, compile."""
+def transform(fn, args, wrt, mode, optimize=True, trace=None):
+    """The pipeline: lower, optimise, differentiate, optimise, generate, compile."""
     ir_function = lower_function(fn, args)
     verify(ir_function)
+    if optimize:
+        run_passes(ir_function, trace)
     if mode == "grad" and ir_function.out_tree.kind != "leaf":
         raise NonScalarOutputError(
             f"grad needs a function returning one scalar; {ir_function.name} returns a "
@@ -73,11 +77,26 @@ def transform(fn, args, wrt, mode, optimize=True):
     if mode in ("grad", "pullback"):
         reverse(ir_function, wrt)
         verify(ir_function)
+        if mode == "grad":
+            seed_with_one(ir_function)
     if optimize:
+        run_passes(ir_function, trace)
+    elif mode in ("grad", "pullback"):
         eliminate_dead_code(ir_function)
-        verify(ir_function)
     source, fname, namespace, line_locs = generate(ir_function, mode)
     return _compile(source, fname, namespace, line_locs, ir_function)
+
+
+def seed_with_one(fn):
+    """`grad` starts the pullback from 1.0: a constant the passes can fold away."""
+    from .ir import Builder
+    from .ir.nodes import substitute
+    builder = Builder(fn.pullback)
+    ones = {}
+    for seed in fn.pullback.params:
+        ones[seed] = builder.op("const", attrs={"value": 1.0}, hints=[seed.hint]).result
+        fn.pullback.ops.insert(0, fn.pullback.ops.pop())
+    substitute(fn.pullback, ones)
 
 
 def _resolve(f):
@@ -177,6 +196,30 @@ def _closure_key(fn):
     return tuple(key)
 
 
+def _fast_key(args):
+    """A cheap cache key for the common case of scalar and ndarray arguments (else None)."""
+    key = []
+    for a in args:
+        t = type(a)
+        if t is float or t is int or t is bool:
+            key.append(t)
+        elif t is np.ndarray:
+            key.append((a.dtype, a.ndim))
+        else:
+            return None
+    return tuple(key)
+
+
+def _returns_python_floats(compiled, args, wrt):
+    """Whether the value and every gradient are Python floats by construction, so the
+    results need no checking or conversion after the call."""
+    fn = compiled.ir
+    value = fn.body.ops[-1].args
+    grads = fn.pullback.ops[-1].args
+    return all(type(args[i]) is float for i in wrt) and \
+        all(v.kind == "float" for v in list(value) + list(grads))
+
+
 class GradientFunction:
     """What `ds.grad` and `ds.value_and_grad` return: a callable with a cache."""
 
@@ -192,42 +235,65 @@ class GradientFunction:
                              for i, w in zip(self.wrt, wrt if not self.single else [wrt]))
         self.with_value = with_value
         self.cache = {}
+        self.fast = {}
+        self.scalars = {}
+        self.has_closure = bool(getattr(fn, "__closure__", None))
         self.last = None
         functools.update_wrapper(self, fn)
+
+    def lookup(self, args):
+        """The compiled gradient for these arguments, through the cheapest cache that fits."""
+        key = None if self.has_closure else _fast_key(args)
+        compiled = self.fast.get(key) if key is not None else None
+        if compiled is None:
+            compiled = self.compiled_for(args)
+            if key is not None:
+                self.fast[key] = compiled
+        if key is not None and all(k in (float, int, bool) for k in key):
+            self.scalars[key] = compiled
+        return compiled
 
     def compiled_for(self, args, optimize=True):
         key = (tuple(map(tree_of, args)), optimize, _closure_key(self.fn))
         compiled = self.cache.get(key)
         if compiled is None:
             _check_differentiable(self.fn, args, self.wrt)
-            gkey = (self.fn, self.wrt, key)
+            gkey = (self.fn, self.wrt, self.single, key)
             compiled = _global_cache.get(gkey)
             if compiled is None:
                 compiled = transform(self.fn, args, self.wrt, "grad", optimize)
+                compiled.plain_floats = _returns_python_floats(compiled, args, self.wrt) and (
+                    self.single or len(self.wrt) > 1)
                 _global_cache[gkey] = compiled
             self.cache[key] = compiled
         self.last = compiled
         return compiled
 
     def __call__(self, *args, **kwargs):
-        args = _bind(self.fn, self.bound + args, kwargs)
-        compiled = self.compiled_for(args)
+        if kwargs or self.bound:
+            args = _bind(self.fn, self.bound + args, kwargs)
+        compiled = self.scalars.get(tuple(map(type, args)))
+        if compiled is None:
+            compiled = self.lookup(args)
         try:
             value, grads = compiled.function(*args)
         except Exception as exc:
             compiled.annotate(exc)
             raise
-        if np.ndim(value) != 0:
+        if compiled.plain_floats:
+            return (value, grads) if self.with_value else grads
+        if type(value) is not float and np.ndim(value) != 0:
             code = self.fn.__code__
             raise NonScalarOutputError(
                 f"grad needs a scalar output; {self.fn.__name__} returned shape "
                 f"{np.shape(value)} (use ds.pullback or ds.jacobian)", code.co_filename,
                 code.co_firstlineno)
         if self.single:
-            grads = _as_float_like(grads, args[self.wrt[0]])
+            if type(grads) is not float:
+                grads = _as_float_like(grads, args[self.wrt[0]])
         elif len(self.wrt) == 1:
             grads = (_as_float_like(grads, args[self.wrt[0]]),)
-        else:
+        elif not all(type(g) is float for g in grads):
             grads = tuple(_as_float_like(g, args[i]) for g, i in zip(grads, self.wrt))
         return (value, grads) if self.with_value else grads
 

@@ -73,4 +73,9 @@ def format_function(fn):
     """The whole function as text; what `ds.ir(f)` shows."""
     params = ", ".join(_value(p) for p in fn.params)
     header = f"function {fn.name}({params}):  # {fn.filename}:{fn.lineno}"
-    return "\n".join([header] + format_block(fn.body)) + "\n"
+    lines = [header] + format_block(fn.body)
+    pullback = getattr(fn, "pullback", None)
+    if pullback is not None:
+        seeds = ", ".join(_value(p) for p in pullback.params)
+        lines += [f"  pullback({seeds}):"] + format_block(pullback, 2)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,21 @@
+"""Optimisation passes over the IR, one module each, run in a fixed order.
+
+`optimize(fn, trace=print)` shows the IR after every pass, for debugging.
+"""
+from ..ir import format_function, verify
+from .cse import eliminate_common_subexpressions
+from .dce import eliminate_dead_code
+from .simplify import simplify
+
+PIPELINE = (("simplify", simplify), ("cse", eliminate_common_subexpressions),
+            ("dce", eliminate_dead_code))
+
+
+def optimize(fn, trace=None):
+    """Run every pass, verifying the IR after each; `trace(name, text)` sees each result."""
+    for name, run in PIPELINE:
+        run(fn)
+        verify(fn)
+        if trace is not None:
+            trace(name, format_function(fn))
+    return fn

@@ -7,7 +7,7 @@ go (a tape push keeps a value alive only if its pop does).
 from ..ir.nodes import walk_ops
 from ..rules import registry
 
-ALWAYS_LIVE = ("push", "pop", "return", "stack")
+ALWAYS_LIVE = ("push", "pop", "return", "stack", "unpack")  # unpack: the pullback packs its leaves
 
 
 def _blocks(fn):
