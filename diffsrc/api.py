@@ -239,6 +239,7 @@ class GradientFunction:
         self.scalars = {}
         self.has_closure = bool(getattr(fn, "__closure__", None))
         self.last = None
+        self.__diffsrc_transform__ = self.compiled_for
         functools.update_wrapper(self, fn)
 
     def lookup(self, args):

@@ -77,6 +77,10 @@ def unindex(g, x, index):
     Repeated integer indices accumulate (np.add.at semantics), so gathers with
     duplicates get the right gradient.
     """
+    if isinstance(x, dict):
+        out = {k: zeros_like(v) for k, v in x.items()}
+        out[index] = accumulate(out[index], g)
+        return out
     if isinstance(x, (list, tuple)):
         out = [zeros_like(e) for e in x]
         if isinstance(index, slice):

@@ -13,6 +13,7 @@ import inspect
 import itertools
 import math
 import operator
+import re
 import types
 
 import gast
@@ -60,6 +61,7 @@ if hasattr(gast, "Match"):
 UNSUPPORTED_EXPRESSIONS = {gast.Yield: "yield", gast.YieldFrom: "yield from",
                            gast.Await: "await", gast.SetComp: "set comprehension"}
 LIST_MUTATORS = ("append", "extend", "insert")
+TEMPORARY = re.compile(r"t(_\d+)*$")     # codegen's names for temporaries, read back
 SCALAR_STATIC = (int, float, complex, bool, str, bytes, type(None))
 
 
@@ -356,7 +358,7 @@ class Lowerer:
     # ---------------------------------------------------------- assignment
     def assign(self, target, value):
         if isinstance(target, gast.Name):
-            if isinstance(value, Value) and not value.hint:
+            if isinstance(value, Value) and not value.hint and not TEMPORARY.match(target.id):
                 value.hint = target.id
             self.frame.env[target.id] = value
         elif isinstance(target, (gast.Tuple, gast.List)):
@@ -1129,6 +1131,8 @@ class Lowerer:
             return self.construct(fn, args, kwargs)
         if isinstance(fn, types.MethodType) and isinstance(fn.__func__, types.FunctionType):
             return self.call(Static(fn.__func__), [Static(fn.__self__)] + list(args), kwargs)
+        if getattr(fn, "__diffsrc_transform__", None) is not None:
+            return self.call_transformed(fn, args, kwargs)
         if isinstance(fn, types.FunctionType):
             if getattr(fn, "__module__", "") == "diffsrc.api":
                 return self.nested_transform(fn, args, kwargs)
@@ -1143,8 +1147,31 @@ class Lowerer:
         return self.opaque(fn, args, kwargs)
 
     def nested_transform(self, fn, args, kwargs):
-        raise self.error(UnsupportedSyntaxError, "calling a diffsrc transform inside a "
-                         "differentiated function is not supported yet")
+        """`ds.grad(f, wrt=...)` inside code being transformed: built at transform time."""
+        if fn.__name__ not in ("grad", "value_and_grad"):
+            raise self.error(UnsupportedSyntaxError, f"ds.{fn.__name__} inside differentiated "
+                             "code is not supported")
+        if not all(is_constant(a) for a in list(args) + list(kwargs.values())):
+            raise self.error(UnsupportedSyntaxError,
+                             f"ds.{fn.__name__} of a nested function or lambda inside "
+                             "differentiated code; define the function at module level and "
+                             "pass the values it needs as arguments")
+        return Static(fn(*[to_python(a) for a in args],
+                         **{k: to_python(v) for k, v in kwargs.items()}))
+
+    def call_transformed(self, gradient, args, kwargs):
+        """Calling a gradient function: its generated source is read and inlined like any
+        Python function (the closure property), so it can be differentiated again."""
+        if kwargs:
+            raise self.error(UnsupportedSyntaxError, "keyword arguments to a gradient "
+                             "function inside differentiated code")
+        examples = tuple(placeholder(a) for a in args)
+        compiled = gradient.__diffsrc_transform__(examples)
+        result = self.call_python(compiled.function, list(args), {})
+        value, grads = self.iterate_static(result, 2)
+        if not gradient.single and len(gradient.wrt) == 1:
+            grads = TupleS((grads,))
+        return TupleS((value, grads)) if gradient.with_value else grads
 
     def might_be_active(self, a):
         return isinstance(a, Value) or any(self.might_be_active(c) for c in children(a))
@@ -1220,6 +1247,8 @@ class Lowerer:
                 pass
         if entry is not None and entry.meta.get("lower") is not None:
             return entry.meta["lower"](self, args, kwargs)
+        if entry is not None and entry.meta.get("expand") and not self.fixed_loc:
+            return self.call_python(fn, args, kwargs)
         values = [self.value(a) for a in args] + [self.value(v) for v in kwargs.values()]
         kind = kind if kind != "any" else None
         kind = (entry.result_kind if entry is not None else None) or kind or scalar_kind(
@@ -1263,6 +1292,8 @@ def objectify(a):
         return a
     value = a.value
     cls = type(value)
+    if getattr(value, "__diffsrc_transform__", None) is not None:
+        return a
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         names = tuple(f.name for f in dataclasses.fields(value))
         return ObjS(cls, names, tuple(Static(getattr(value, n)) for n in names))
@@ -1321,6 +1352,34 @@ def leaves_in(a):
     if isinstance(a, Value):
         return [a]
     return [leaf for c in children(a) for leaf in leaves_in(c)]
+
+
+def placeholder(a):
+    """An example value with the structure of description `a`, to transform a callee."""
+    if isinstance(a, Static):
+        return a.value
+    if isinstance(a, Value):
+        if a.kind == "float":
+            return 0.0
+        if a.kind == "int":
+            return 0
+        return np.zeros(()).view(_ArrayPlaceholder)
+    if isinstance(a, TupleS):
+        return tuple(placeholder(x) for x in a.items)
+    if isinstance(a, ListS):
+        return [placeholder(x) for x in a.items]
+    if isinstance(a, DictS):
+        return {k: placeholder(v) for k, v in zip(a.keys, a.values)}
+    if isinstance(a, ObjS):
+        obj = a.cls.__new__(a.cls)
+        for name, v in zip(a.names, a.values):
+            object.__setattr__(obj, name, placeholder(v))
+        return obj
+    raise TransformError(f"cannot pass {describe(a)} to a gradient function here")
+
+
+class _ArrayPlaceholder(np.ndarray):
+    """Stands for a run-time array argument of unknown shape."""
 
 
 def _user_class(cls):

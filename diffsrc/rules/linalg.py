@@ -16,7 +16,6 @@ import operator
 
 import numpy as np
 
-from .lowering_hooks import static_value
 from .registry import Method, adjoint_rule, register
 from ..frontend.abstract import ListS, TupleS
 from ..runtime import (cholesky_adjoint, det_adjoint, dot_left, dot_right, eigh_adjoint,
@@ -45,11 +44,10 @@ for _helper in (cholesky_adjoint, det_adjoint, dot_left, dot_right, eigh_adjoint
 
 
 def _multi_dot_lower(low, args, kwargs):
-    """`np.linalg.multi_dot([A, B, C])` with a list known at transform time -> A @ B @ C
-    (np.dot pairwise, so 1-D first/last arrays keep multi_dot's meaning)."""
+    """A list of arrays known at transform time is lowered to pairwise np.dot calls (1-D
+    first/last arrays keep multi_dot's meaning); a list built at run time has no rule."""
     arrays = args[0] if args else kwargs.get("arrays")
-    if not isinstance(arrays, (ListS, TupleS)) or kwargs.get("out") is not None and \
-            static_value(kwargs.get("out"), 0) is not None:
+    if not isinstance(arrays, (ListS, TupleS)) or "out" in kwargs:
         values = [low.value(a) for a in args] + [low.value(v) for v in kwargs.values()]
         return low.b.call(np.linalg.multi_dot, values, kwnames=tuple(kwargs))
     result = arrays.items[0]
@@ -141,21 +139,25 @@ def slogdet_rule(y_bar, y, a):
 
 @adjoint_rule(Method("sign", attribute=True))
 def slogdet_sign_adjoint(y_bar, y, result):
+    """`slogdet(a).sign`: the adjoint of that field of the result (the sign has none)."""
     return ((y_bar, zeros_like(result[1])),)
 
 
 @adjoint_rule(Method("logabsdet", attribute=True))
 def slogdet_logabsdet_adjoint(y_bar, y, result):
+    """`slogdet(a).logabsdet`: the adjoint of that field of the result."""
     return ((zeros_like(result[0]), y_bar),)
 
 
 @adjoint_rule(Method("eigenvalues", attribute=True))
 def eigenvalues_adjoint(y_bar, y, result):
+    """`eigh(a).eigenvalues`: the adjoint of that field of the result."""
     return ((y_bar, zeros_like(result[1])),)
 
 
 @adjoint_rule(Method("eigenvectors", attribute=True))
 def eigenvectors_adjoint(y_bar, y, result):
+    """`eigh(a).eigenvectors`: the adjoint of that field of the result."""
     return ((zeros_like(result[0]), y_bar),)
 
 

@@ -1,0 +1,55 @@
+"""Rules for the runtime helpers generated derivative code calls.
+
+Generated code is Python in the supported subset, so diffsrc can read it again
+and differentiate it (grad of grad, a loss that calls ds.grad). For that, the
+helpers that rules emit need rules of their own, given here.
+
+matmul_left(g, a, b) is the gradient of <g, a @ b> with respect to a, so it is
+bilinear in (g, b) and <y_bar, matmul_left(g, a, b)> = <g, y_bar @ b>: its
+adjoints are a matmul and a matmul_right again (and symmetrically for the
+right factor and for np.dot).
+"""
+import numpy as np
+
+from .registry import adjoint_rule, lookup, register
+from .. import runtime
+from ..runtime import unbroadcast
+
+register(runtime.zeros_like, nondiff=True)
+
+
+@adjoint_rule(runtime.matmul_left)
+def matmul_left_adjoint(y_bar, y, g, a, b):
+    return np.matmul(y_bar, b), None, runtime.matmul_right(g, y_bar, b)
+
+
+@adjoint_rule(runtime.matmul_right)
+def matmul_right_adjoint(y_bar, y, g, a, b):
+    return np.matmul(a, y_bar), runtime.matmul_left(g, a, y_bar), None
+
+
+@adjoint_rule(runtime.dot_left)
+def dot_left_adjoint(y_bar, y, g, a, b):
+    return np.dot(y_bar, b), None, runtime.dot_right(g, y_bar, b)
+
+
+@adjoint_rule(runtime.dot_right)
+def dot_right_adjoint(y_bar, y, g, a, b):
+    return np.dot(a, y_bar), runtime.dot_left(g, a, y_bar), None
+
+
+@adjoint_rule(runtime.unbroadcast)
+def unbroadcast_adjoint(y_bar, y, g, x):
+    """unbroadcast sums g down to x's shape; its adjoint broadcasts back up."""
+    return (np.broadcast_to(y_bar, np.shape(g)), None)
+
+
+@adjoint_rule(runtime.unreduce)
+def unreduce_adjoint(y_bar, y, g, x, axis=None, keepdims=False):
+    """unreduce broadcasts g up to x's shape; its adjoint sums back down."""
+    if axis is None or keepdims:
+        return (unbroadcast(y_bar, g), None)
+    return (np.sum(y_bar, axis=axis), None)
+
+
+assert lookup(runtime.unbroadcast).meta.get("lower") is not None
