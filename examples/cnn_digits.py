@@ -99,6 +99,23 @@ def cnn(params, x):
     return head(params, features(params, x))
 
 
+def cnn_with_nn_layers(params, x):
+    """The same network built from diffsrc.nn.conv2d (strided sliding-window view +
+    tensordot) and diffsrc.nn.max_pool2d, for a cross-check."""
+    h = nn.relu(nn.conv2d(x, params["c1"]))
+    A = nn.relu(nn.conv2d(h, params["c2"]))
+    h = nn.relu(nn.dense(np.reshape(nn.max_pool2d(A), (A.shape[0], -1)), params["d1"]))
+    return nn.dense(h, params["d2"])
+
+
+def nn_layers_loss(params, x, y):
+    return nn.softmax_cross_entropy(cnn_with_nn_layers(params, x), y)
+
+
+def plain_loss(params, x, y):
+    return nn.softmax_cross_entropy(cnn(params, x), y)
+
+
 def loss(params, x, y):
     return nn.softmax_cross_entropy(cnn(params, x), y) + nn.l2_penalty(
         {"c1": params["c1"]["W"], "c2": params["c2"]["W"], "d1": params["d1"]["W"]}, 1e-4)
@@ -288,6 +305,17 @@ def main(argv=None):
     acc = optim.accuracy(cnn(params, X_test), y_test)
     print(f"test accuracy: {acc:.4f}  (final training loss {curve[-1]:.4f}, "
           f"{time.perf_counter() - t0:.1f} s)")
+
+    # the course-style convolution above against diffsrc.nn's layers: same logits,
+    # same parameter gradients
+    xb, yb = X_test[:64], y_test[:64]
+    d_logits = np.max(np.abs(cnn(params, xb) - cnn_with_nn_layers(params, xb)))
+    g_here = ds.grad(plain_loss)(params, xb, yb)
+    g_nn = ds.grad(nn_layers_loss)(params, xb, yb)
+    d_grad = max(float(np.max(np.abs(g_here[k][w] - g_nn[k][w])))
+                 for k in g_here for w in g_here[k])
+    print(f"this conv2d/max_pool vs diffsrc.nn.conv2d/max_pool2d: max |logit difference| "
+          f"{d_logits:.1e}, max |gradient difference| {d_grad:.1e}")
 
     # -- saliency, guided backprop, Grad-CAM for the first test image of a few classes
     os.makedirs(args.out, exist_ok=True)

@@ -140,7 +140,8 @@ def main(argv=None):
     print(f"softmax:     {np.array2string(p, precision=2, suppress_small=True)}   "
           "[course: 0.13 0.87 0.00]")
     ce = cross_entropy(s, y)
-    print(f"cross-entropy: {ce:.4f} = -log({p[y]:.4f}) (diffsrc.nn: {nn_cross_entropy(s, y):.4f})   "
+    print(f"cross-entropy: {ce:.4f} = -log({p[y]:.4f}) "
+          f"(diffsrc.nn: {nn_cross_entropy(s, y):.4f})   "
           f"[course: -log(0.13) = {-np.log(0.13):.4f}]")
 
     print("\ngradients with respect to the scores:")

@@ -78,14 +78,19 @@ def elastic_loss(params, X, y):
 
 def dropout_loss(params, X, y, mask1, mask2):
     """Inverted dropout on both hidden layers; the keep-masks are drawn per batch."""
-    h = nn.relu(nn.dense(X, params["l1"])) * mask1 / (1.0 - DROPOUT)
-    h = nn.relu(nn.dense(h, params["l2"])) * mask2 / (1.0 - DROPOUT)
+    h = nn.dropout(nn.relu(nn.dense(X, params["l1"])), DROPOUT, mask1)
+    h = nn.dropout(nn.relu(nn.dense(h, params["l2"])), DROPOUT, mask2)
     return nn.softmax_cross_entropy(nn.dense(h, params["l3"]), y) \
         + nn.l2_penalty(weights(params), L2)
 
 
 def batch_norm_train(x, params, eps=1e-5):
-    """Batch normalisation with the statistics of this batch (training mode)."""
+    """Batch normalisation with the statistics of this batch (training mode).
+
+    The same formula as nn.batch_norm(x, params, state, True)[0]; the loss
+    cannot call that yet because diffsrc does not fold its `if x.ndim == 2`
+    branch (the two branches build tuples of different lengths).
+    """
     mean = np.mean(x, axis=0)
     var = np.var(x, axis=0)
     return params["gamma"] * (x - mean) / np.sqrt(var + eps) + params["beta"]

@@ -120,6 +120,10 @@ def test_source_code_derivatives(runs):
     assert k1 == pytest.approx(0.33427804653861276, abs=1e-9)   # the post's Zygote run
     assert k2 == pytest.approx(0.4996408206795386, abs=1e-9)
     assert "def H_grad(a, b):" in out
+    # MODELS 3: (a + a*b)/(1 + b) must simplify to `a` in the generated code
+    h_source = out.split("def H_grad(a, b):")[1].split("\n\n")[0]
+    assert re.search(r"return a, \(1\.0, ", h_source), h_source
+    assert "/" not in h_source.split('"""')[-1], h_source
     m = re.search(r"gradient at \(1.5, 2\): \(([\d.e+-]+), ([\d.e+-]+)\)", out)
     assert float(m.group(1)) == pytest.approx(1.0, abs=1e-12)
     assert float(m.group(2)) == pytest.approx(0.0, abs=1e-12)
@@ -169,6 +173,8 @@ def test_cnn_digits(runs, out_dir):
     out = run.check()
     acc = run.number(r"test accuracy: ([\d.]+)")
     assert acc >= 0.98
+    assert run.number(r"max \|logit difference\| ([\d.e+-]+)") < 1e-10
+    assert run.number(r"max \|gradient difference\| ([\d.e+-]+)") < 1e-10
     assert out.count("* (A_bar > 0)") + out.count("* (h_bar > 0)") == 3   # guided ReLU rule
     line = re.search(r"FGSM test accuracy vs epsilon: (.*)", out).group(1)
     fgsm = dict((float(e), float(a)) for e, a in re.findall(r"eps=([\d.]+): ([\d.]+)", line))
