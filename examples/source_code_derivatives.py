@@ -70,36 +70,28 @@ class Point:
         return Point(self.x * k, self.y * k)
 
 
-def norm(v):
-    """Euclidean norm of a vector (np.linalg.norm has no derivative rule yet)."""
-    return np.sqrt(np.sum(v * v))
-
-
 def distance(p1, p2):
     dp = p1 - p2
-    return norm(np.array([dp.x, dp.y]))
+    return np.linalg.norm(np.array([dp.x, dp.y]))
 
 
-def objective(k1, k2, p1, p2, p):
-    """|| p1*K1 + p2*K2 - p ||, the post's do-block.
+P1, P2 = Point(2.0, 3.0), Point(-2.0, 0.0)
+P = Point(-1 / 3, 1.0)
 
-    The points are arguments rather than globals: diffsrc does not yet dispatch
-    an operator whose left operand is a global dataclass (``p1 * k1`` with p1 a
-    module constant).
-    """
-    p_hat = p1 * k1 + p2 * k2
-    return distance(p_hat, p)
+
+def objective(k1, k2):
+    """|| p1*K1 + p2*K2 - p ||, the post's do-block (the points are module globals)."""
+    p_hat = P1 * k1 + P2 * k2
+    return distance(p_hat, P)
 
 
 def fit_points(steps=1000, lr=1e-3):
-    p1, p2 = Point(2.0, 3.0), Point(-2.0, 0.0)
-    p = Point(-1 / 3, 1.0)
     k1, k2 = 0.1, 0.1
     grad = ds.grad(objective, wrt=(0, 1))
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
-        dk1, dk2 = grad(k1, k2, p1, p2, p)
+        dk1, dk2 = grad(k1, k2)
         times.append(time.perf_counter() - t0)
         k1 -= lr * dk1
         k2 -= lr * dk2
@@ -140,7 +132,7 @@ def main(argv=None):
     print(f"(K1, K2) after 1000 steps of lr 1e-3: ({float(k1)!r}, {float(k2)!r})")
     print("post (Zygote):                        (0.33427804653861276, 0.4996408206795386)")
     print("exact optimum:                        (1/3, 1/2)")
-    left = objective(k1, k2, Point(2.0, 3.0), Point(-2.0, 0.0), Point(-1 / 3, 1.0))
+    left = objective(k1, k2)
     print(f"distance left: {left:.2e}")
     print("generated derivative of the objective:")
     print(ds.source(grad))
