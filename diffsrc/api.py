@@ -239,6 +239,7 @@ class GradientFunction:
         self.scalars = {}
         self.has_closure = bool(getattr(fn, "__closure__", None))
         self.last = None
+        self.last_args = None
         self.__diffsrc_transform__ = self.compiled_for
         functools.update_wrapper(self, fn)
 
@@ -267,7 +268,8 @@ class GradientFunction:
                     self.single or len(self.wrt) > 1)
                 _global_cache[gkey] = compiled
             self.cache[key] = compiled
-        self.last = compiled
+        if optimize:
+            self.last, self.last_args = compiled, args
         return compiled
 
     def __call__(self, *args, **kwargs):

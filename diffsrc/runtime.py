@@ -908,3 +908,262 @@ def clip_bound_adjoint(g, x, low, high, which):
     else:
         mask = x > high
     return unbroadcast(g * mask, bound)
+
+
+def unpermute(g, x, y, axis=-1):
+    """The adjoint of a permutation along `axis` (np.sort, np.partition): `y` holds the
+    entries of `x` rearranged; each adjoint goes back to the entry it came from (tied
+    values are matched in stable order)."""
+    if axis is None:
+        flat = x.reshape(-1)
+        return unpermute(g, flat, y, 0).reshape(x.shape)
+    order_x = x.argsort(axis=axis, kind="stable")
+    order_y = y.argsort(axis=axis, kind="stable")
+    source = np.empty_like(order_x)
+    np.put_along_axis(source, order_y, order_x, axis=axis)
+    return untake_along_axis(g, x, source, axis)
+
+
+def select_adjoint(g, condlist, choicelist, default, which):
+    """Adjoints of `np.select(condlist, choicelist, default)`: choice k gets the adjoint
+    where condition k is the first true one; `default` where none is (which=-1)."""
+    taken = None
+    out = []
+    for cond, choice in zip(condlist, choicelist):
+        first = cond if taken is None else cond & ~taken
+        taken = cond if taken is None else taken | cond
+        out.append(unbroadcast(g * first, choice))
+    if which == -1:
+        rest = g if taken is None else g * ~taken
+        return unbroadcast(rest, default)
+    return out
+
+
+def rollaxis_adjoint(g, x, axis, start=0):
+    """The adjoint of `np.rollaxis(x, axis, start)`: the inverse move."""
+    n = np.ndim(x)
+    axis = int(axis) % n
+    start = int(start) + n if start < 0 else int(start)
+    dest = start - 1 if axis < start else start
+    return np.moveaxis(g, dest, axis)
+
+
+def cross_adjoint(g, a, b, which):
+    """Adjoints of `np.cross(a, b)` over the last axis (2- or 3-vectors), broadcasting."""
+    if np.shape(a)[-1] == 3 and np.shape(b)[-1] == 3:
+        r = np.cross(b, g) if which == 0 else np.cross(g, a)
+        return unbroadcast(r, a if which == 0 else b)
+    if np.shape(a)[-1] == 2 and np.shape(b)[-1] == 2:
+        gz = g[..., None]
+        if which == 0:
+            r = gz * np.stack([b[..., 1], -b[..., 0]], axis=-1)
+            return unbroadcast(r, a)
+        r = gz * np.stack([-a[..., 1], a[..., 0]], axis=-1)
+        return unbroadcast(r, b)
+    raise NotImplementedError("np.cross of mixed 2- and 3-vectors has no rule in diffsrc")
+
+
+def quantile_adjoint(g, x, q, axis=None, keepdims=False, method="linear"):
+    """The adjoint of `np.quantile(x, q, axis, keepdims=keepdims)` (linear interpolation:
+    also np.median and np.percentile with q / 100). Each output is a weighted sum of two
+    order statistics; their weights go back through the sort."""
+    if method != "linear":
+        raise NotImplementedError(f"np.quantile method={method!r} has no rule in diffsrc")
+    nd = np.ndim(x)
+    axes = _axes_tuple(axis, nd)
+    rest = [i for i in range(nd) if i not in axes]
+    perm = rest + list(axes)
+    moved = x.transpose(perm)
+    lead = moved.shape[:len(rest)]
+    flat = moved.reshape(lead + (-1,))
+    n = flat.shape[-1]
+    order = flat.argsort(axis=-1, kind="stable")
+    qs = np.asarray(q, dtype=float).reshape(-1)
+    g = _float_like(g, x)
+    # g: q.shape + reduced shape (keepdims: ones at the reduced axes)
+    gq = g.reshape((qs.size,) + lead) if not keepdims else \
+        g.reshape((qs.size,) + tuple(g.shape[np.ndim(q):][i] for i in rest))
+    s_bar = flat * 0
+    for k, qk in enumerate(qs):
+        v = qk * (n - 1)
+        lo = int(np.floor(v))
+        hi = min(lo + 1, n - 1)
+        frac = v - lo
+        s_bar[..., lo] += gq[k] * (1 - frac)
+        if frac:
+            s_bar[..., hi] += gq[k] * frac
+    out = flat * 0
+    np.put_along_axis(out, order, s_bar, axis=-1)
+    inverse = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inverse[p] = i
+    return out.reshape(moved.shape).transpose(inverse)
+
+
+def nanvar_adjoint(g, x, axis=None, ddof=0, keepdims=False, std=None):
+    """The adjoint of np.nanvar (or np.nanstd when `std` is its output): NaNs get none."""
+    valid = ~np.isnan(x)
+    count = valid.sum(axis=_axes_tuple(axis, x.ndim), keepdims=True, dtype=x.dtype)
+    centered = np.where(valid, x - np.nanmean(x, axis=axis, keepdims=True), 0)
+    g = unreduce(g, x, axis, keepdims)
+    if std is not None:
+        g = g / (2 * unreduce(std, x, axis, keepdims))
+    return g * 2 * centered / (count - ddof)
+
+
+def cov_adjoint(g, m, rowvar=True, bias=False, ddof=None):
+    """The adjoint of `np.cov(m, rowvar=rowvar, bias=bias, ddof=ddof)` (no y, no weights)."""
+    x = m if np.ndim(m) > 1 else m.reshape(1, -1)
+    if not rowvar and np.ndim(m) > 1:
+        x = x.T
+    n = x.shape[1]
+    if ddof is None:
+        ddof = 0 if bias else 1
+    centered = x - x.mean(axis=1, keepdims=True)
+    g = _float_like(g, m)
+    g2 = g.reshape(x.shape[0], x.shape[0]) if np.ndim(g) == 2 else g.reshape(1, 1)
+    r = (g2 + g2.T) @ centered / (n - ddof)
+    if not rowvar and np.ndim(m) > 1:
+        r = r.T
+    return r.reshape(np.shape(m))
+
+
+def pinv_adjoint(g, y, a):
+    """The adjoint of `y = np.linalg.pinv(a)` (constant rank; Golub & Pereyra)."""
+    at, yt = _mT(a), _mT(y)
+    m, n = a.shape[-2], a.shape[-1]
+    eye_m = np.eye(m, dtype=y.dtype)
+    eye_n = np.eye(n, dtype=y.dtype)
+    gt = _mT(g)
+    return (-(yt @ g @ yt) + (eye_m - a @ y) @ gt @ y @ yt
+            + yt @ y @ gt @ (eye_n - y @ a))
+
+
+def svd_adjoint(g, usv, a, full_matrices=True, compute_uv=True):
+    """The adjoint of `np.linalg.svd(a)` (real; thin factors, or square matrices when
+    full_matrices=True; distinct non-zero singular values for the vectors' adjoint).
+    Townsend (2016), with V = Vh^T."""
+    if not compute_uv:
+        u, s, vh = np.linalg.svd(a, full_matrices=False)
+        return (u * _float_like(g, a)[..., None, :]) @ vh
+    u, s, vh = usv
+    u_bar, s_bar, vh_bar = g
+    m, n = a.shape[-2], a.shape[-1]
+    k = s.shape[-1]
+    if full_matrices and m != n:
+        u, u_bar = u[..., :, :k], u_bar[..., :, :k]
+        vh, vh_bar = vh[..., :k, :], vh_bar[..., :k, :]
+    v, v_bar = _mT(vh), _mT(vh_bar)
+    ut, vt = _mT(u), vh
+    eye_k = np.eye(k, dtype=s.dtype)
+    s2 = s[..., None, :] ** 2 - s[..., :, None] ** 2          # s_j^2 - s_i^2
+    f = (1 - eye_k) / (s2 + eye_k)
+    smat = s[..., None, :] * eye_k
+    inner = (f * (ut @ u_bar - _mT(u_bar) @ u)) @ smat + s_bar[..., None, :] * eye_k \
+        + smat @ (f * (vt @ v_bar - _mT(v_bar) @ v))
+    out = u @ inner @ vt
+    s_inv = 1 / s
+    if m > k:
+        out = out + (u_bar - u @ (ut @ u_bar)) * s_inv[..., None, :] @ vt
+    if n > k:
+        out = out + (u * s_inv[..., None, :]) @ (_mT(v_bar) - (_mT(v_bar) @ v) @ vt)
+    return out
+
+
+def qr_adjoint(g, qr, a):
+    """The adjoint of `q, r = np.linalg.qr(a)` (reduced, m >= n, full column rank)."""
+    q, r = qr
+    q_bar, r_bar = g
+    m_mat = r @ _mT(r_bar) - _mT(q_bar) @ q
+    copyltu = np.tril(m_mat) + _mT(np.tril(m_mat, -1))
+    rhs = q_bar + q @ copyltu
+    # rhs @ r^{-T}: solve r x^T = rhs^T
+    return _mT(np.linalg.solve(r, _mT(rhs)))
+
+
+def matrix_power_adjoint(g, a, n):
+    """The adjoint of `np.linalg.matrix_power(a, n)` for any integer n."""
+    if n == 0:
+        return g * 0
+    if n < 0:
+        b = np.linalg.inv(a)
+        b_bar = matrix_power_adjoint(g, b, -n)
+        return inv_adjoint(b_bar, b)
+    at = _mT(a)
+    powers = [np.broadcast_to(np.eye(a.shape[-1], dtype=a.dtype), a.shape)]
+    for _ in range(n - 1):
+        powers.append(powers[-1] @ at)
+    out = g * 0
+    for k in range(n):
+        out = out + powers[k] @ g @ powers[n - 1 - k]
+    return out
+
+
+def convolve_adjoint(g, a, v, mode="full", which=0, correlate=False):
+    """Adjoints of `np.convolve(a, v, mode)` (or np.correlate when `correlate`)."""
+    if correlate:
+        # np.correlate(a, v, mode) == np.convolve(a, v[::-1], mode) for real inputs
+        r = convolve_adjoint(g, a, v[::-1], mode, which)
+        return r[::-1] if which == 1 else r
+    n, m = a.shape[0], v.shape[0]
+    full = n + m - 1
+    offset = {"full": 0, "same": (min(n, m) - 1) // 2, "valid": min(n, m) - 1}[mode]
+    g_full = np.zeros(full, dtype=g.dtype)
+    g_full[offset:offset + g.shape[0]] = g
+    if which == 0:
+        return np.correlate(g_full, v, mode="valid")
+    return np.correlate(g_full, a, mode="valid")
+
+
+def meshgrid_adjoint(g, x, indexing="xy", which=0, count=2):
+    """The adjoint of input `which` (of `count`) of `np.meshgrid(..., indexing=indexing)`:
+    its output's adjoint summed over every axis but the one that input varies along."""
+    axis = which
+    if indexing == "xy" and count > 1 and which < 2:
+        axis = 1 - which
+    others = tuple(i for i in range(g.ndim) if i != axis)
+    return g.sum(axis=others).reshape(np.shape(x))
+
+
+def interp_adjoint(g, x, xp, fp, which):
+    """Adjoints of `np.interp(x, xp, fp)` w.r.t. x (which=0: the slope of the segment,
+    0 outside [xp[0], xp[-1]]; at a sample point the segment to its right) or fp
+    (which=2: the interpolation weights; outside the range the end values)."""
+    n = np.shape(xp)[0]
+    idx = np.clip(np.searchsorted(xp, x, side="right") - 1, 0, n - 2)
+    x0, x1 = xp[idx], xp[idx + 1]
+    inside = (x >= xp[0]) & (x <= xp[-1])
+    if which == 0:
+        slope = (fp[idx + 1] - fp[idx]) / (x1 - x0)
+        return unbroadcast(g * slope * inside, x)
+    t = np.where(inside, (x - x0) / (x1 - x0), 0)
+    out = fp * 0
+    np.add.at(out, idx, g * (1 - t) * inside)
+    np.add.at(out, idx + 1, g * t * inside)
+    out[0] += np.sum(g * (x < xp[0]))
+    out[-1] += np.sum(g * (x > xp[-1]))
+    return out
+
+
+def vector_norm_adjoint(g, y, x, axis=None, keepdims=False, ord=2):
+    """The adjoint of `np.linalg.vector_norm` (a vector norm over any axes, flattened)."""
+    nd = np.ndim(x)
+    axes = _axes_tuple(axis, nd)
+    rest = [i for i in range(nd) if i not in axes]
+    perm = rest + list(axes)
+    moved = x.transpose(perm)
+    flat = moved.reshape(moved.shape[:len(rest)] + (-1,))
+    g_full = unreduce(g, x, axes, keepdims).transpose(perm).reshape(flat.shape)[..., :1]
+    y_full = unreduce(y, x, axes, keepdims).transpose(perm).reshape(flat.shape)[..., :1]
+    r = norm_adjoint(g_full, y_full, flat, ord, -1, True)
+    inverse = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inverse[p] = i
+    return r.reshape(moved.shape).transpose(inverse)
+
+
+def vecdot_adjoint(g, a, b, axis=-1, which=0):
+    """Adjoints of `np.vecdot(a, b, axis=axis)` (real inputs), broadcasting undone."""
+    other = b if which == 0 else a
+    ge = np.expand_dims(g, axis if axis < 0 else axis)
+    return unbroadcast(ge * other, a if which == 0 else b)

@@ -58,7 +58,7 @@ class Simplifier:
         return None
 
     def is_floating(self, v):
-        return v.id in self.floating or v.kind == "float"
+        return v.id in self.floating or v.kind == "float" or isinstance(self.const(v), float)
 
     def producer(self, v, fns):
         op = self.defs.get(v.id)

@@ -10,15 +10,23 @@ adjoints to its entry.
 """
 import numpy as np
 
+import operator
+
+from .lowering_hooks import _emit, positional
+from ..errors import UnsupportedSyntaxError
 from .registry import Method, adjoint_rule, register
-from ..runtime import unsort, untake, untake_along_axis
+from ..frontend.abstract import ListS, Static, TupleS
+from ..runtime import (interp_adjoint, select_adjoint, unpermute, unsort, untake,
+                       untake_along_axis)
 
 FAMILY = "indexing"
 
-for _name in ("take", "take_along_axis", "sort"):
+for _name in ("take", "take_along_axis", "sort", "partition", "select", "interp"):
     register(getattr(np, _name), emit=f"np.{_name}").meta["family"] = FAMILY
 register(Method("take")).meta["family"] = FAMILY
-for _helper in (unsort, untake, untake_along_axis):
+register(np.select).meta["lower"] = positional(
+    np.select, {"condlist": None, "choicelist": None, "default": 0})
+for _helper in (interp_adjoint, select_adjoint, unpermute, unsort, untake, untake_along_axis):
     register(_helper)
 
 
@@ -42,3 +50,45 @@ def sort_adjoint(y_bar, y, x, axis=-1, kind=None, order=None, **kwargs):
     inputs, in stable order.
     """
     return (unsort(y_bar, x, axis),)
+
+
+@adjoint_rule(np.partition)
+def partition_adjoint(y_bar, y, x, kth, axis=-1, **kwargs):
+    """The adjoint goes back through the rearrangement (tied values in stable order)."""
+    return (unpermute(y_bar, x, y, axis), None)
+
+
+@adjoint_rule(np.select)
+def select_rule(y_bar, y, condlist, choicelist, default=0):
+    """Each choice gets the adjoint where its condition is the first true one; `default`
+    where none is."""
+    return (None, select_adjoint(y_bar, condlist, choicelist, default, 0),
+            select_adjoint(y_bar, condlist, choicelist, default, -1))
+
+
+@adjoint_rule(np.interp)
+def interp_rule(y_bar, y, x, xp, fp, *args, **kwargs):
+    """Piecewise linear: x gets the segment's slope (0 outside the sample range), fp the
+    interpolation weights; the sample points xp get none."""
+    return (interp_adjoint(y_bar, x, xp, fp, 0), None, interp_adjoint(y_bar, x, xp, fp, 2))
+
+
+# ------------------------------------------------------- np.r_[...] and np.c_[...]
+def _getitem_lower(low, args, kwargs):
+    """`np.r_[a, b]` / `np.c_[a, b]` are subscripts of constant objects: lowered to
+    np.concatenate / np.column_stack of the items, so the items get their adjoints.
+    Every other subscript is emitted as is (rules/structures.py has its rule)."""
+    container, index = args[0], args[1]
+    if isinstance(container, Static) and (container.value is np.r_ or container.value is np.c_):
+        items = index.items if isinstance(index, TupleS) else (index,)
+        if any(isinstance(i, Static) and isinstance(i.value, (slice, str)) for i in items):
+            raise low.error(UnsupportedSyntaxError, "np.r_/np.c_ with slices or directive "
+                            "strings in a differentiated function")
+        parts = ListS(tuple(low.primitive(np.atleast_1d, [i], {}) for i in items))
+        if container.value is np.r_:
+            return low.primitive(np.concatenate, [parts], {})
+        return low.primitive(np.column_stack, [parts], {})
+    return _emit(low, operator.getitem, args, kwargs)
+
+
+register(operator.getitem).meta["lower"] = _getitem_lower

@@ -18,28 +18,33 @@ import numpy as np
 
 from .registry import Method, adjoint_rule, register
 from ..frontend.abstract import ListS, TupleS
-from ..runtime import (cholesky_adjoint, det_adjoint, dot_left, dot_right, eigh_adjoint,
-                       einsum_adjoint, inner_adjoint, inv_adjoint, kron_adjoint, matmul_left,
-                       matmul_right, norm_adjoint, slogdet_adjoint, solve_a_adjoint,
-                       solve_b_full, tensordot_adjoint, unbroadcast, zeros_like)
+from ..runtime import (cholesky_adjoint, convolve_adjoint, cross_adjoint, det_adjoint,
+                       dot_left, dot_right, eigh_adjoint, einsum_adjoint, inner_adjoint,
+                       inv_adjoint, kron_adjoint, matmul_left, matmul_right,
+                       matrix_power_adjoint, norm_adjoint, pinv_adjoint, qr_adjoint,
+                       slogdet_adjoint, solve_a_adjoint, solve_b_full, svd_adjoint,
+                       tensordot_adjoint, unbroadcast, vecdot_adjoint, vector_norm_adjoint,
+                       zeros_like)
 
 FAMILY = "linalg"
 
-for _name in "dot vdot inner outer matmul tensordot einsum kron".split():
+for _name in "dot vdot inner outer matmul tensordot einsum kron cross convolve correlate vecdot".split():
     register(getattr(np, _name), emit=f"np.{_name}").meta["family"] = FAMILY
-for _name in "inv solve det cholesky norm eigvalsh matmul multi_dot".split():
+for _name in ("inv solve det cholesky norm eigvalsh matmul multi_dot pinv matrix_power "
+              "vector_norm matrix_norm outer tensordot vecdot cross svdvals").split():
     register(getattr(np.linalg, _name), emit=f"np.linalg.{_name}").meta["family"] = FAMILY
-for _name in "slogdet eigh".split():
+for _name in "slogdet eigh svd qr".split():
     register(getattr(np.linalg, _name), emit=f"np.linalg.{_name}",
              result_kind="tuple").meta["family"] = FAMILY
 register(operator.matmul).meta.setdefault("family", FAMILY)
 register(Method("dot")).meta["family"] = FAMILY
-for _name in ("sign", "logabsdet", "eigenvalues", "eigenvectors"):
+for _name in ("sign", "logabsdet", "eigenvalues", "eigenvectors", "U", "S", "Vh", "Q", "R"):
     register(Method(_name, attribute=True)).meta["family"] = FAMILY
 for _helper in (cholesky_adjoint, det_adjoint, dot_left, dot_right, eigh_adjoint,
                 einsum_adjoint, inner_adjoint, inv_adjoint, kron_adjoint, matmul_left,
                 matmul_right, norm_adjoint, slogdet_adjoint, solve_a_adjoint, solve_b_full,
-                tensordot_adjoint):
+                tensordot_adjoint, convolve_adjoint, cross_adjoint, matrix_power_adjoint,
+                pinv_adjoint, qr_adjoint, svd_adjoint, vecdot_adjoint, vector_norm_adjoint):
     register(_helper)
 
 
@@ -83,14 +88,14 @@ def inner_rule(z_bar, z, x, y):
     return inner_adjoint(z_bar, x, y, 0), inner_adjoint(z_bar, x, y, 1)
 
 
-@adjoint_rule(np.outer)
+@adjoint_rule(np.outer, np.linalg.outer)
 def outer_adjoint(z_bar, z, x, y, out=None):
     """np.outer flattens its inputs; the adjoints are reshaped back."""
     return (np.reshape(z_bar @ np.ravel(y), np.shape(x)),
             np.reshape(np.ravel(x) @ z_bar, np.shape(y)))
 
 
-@adjoint_rule(np.tensordot)
+@adjoint_rule(np.tensordot, np.linalg.tensordot)
 def tensordot_rule(z_bar, z, a, b, axes=2):
     return tensordot_adjoint(z_bar, a, b, axes, 0), tensordot_adjoint(z_bar, a, b, axes, 1)
 
@@ -186,3 +191,101 @@ def norm_rule(y_bar, y, x, ord=None, axis=None, keepdims=False):
     """Vector orders 2 (default), 1, inf, -inf, p; matrix orders 'fro', 'nuc', 2, -2,
     1, -1, inf, -inf. x / |x| is taken as 0 at x == 0."""
     return (norm_adjoint(y_bar, y, x, ord, axis, keepdims),)
+
+
+@adjoint_rule(np.linalg.vector_norm)
+def vector_norm_rule(y_bar, y, x, axis=None, keepdims=False, ord=2):
+    """A vector norm over the given axes taken together (see norm for the conventions)."""
+    return (vector_norm_adjoint(y_bar, y, x, axis, keepdims, ord),)
+
+
+@adjoint_rule(np.linalg.matrix_norm)
+def matrix_norm_rule(y_bar, y, x, keepdims=False, ord="fro"):
+    """A matrix norm over the last two axes (see norm for the conventions)."""
+    return (norm_adjoint(y_bar, y, x, ord, (-2, -1), keepdims),)
+
+
+@adjoint_rule(np.vecdot, np.linalg.vecdot)
+def vecdot_rule(z_bar, z, x1, x2, axis=-1, **kwargs):
+    return vecdot_adjoint(z_bar, x1, x2, axis, 0), vecdot_adjoint(z_bar, x1, x2, axis, 1)
+
+
+@adjoint_rule(np.cross, np.linalg.cross)
+def cross_rule(z_bar, z, a, b, **kwargs):
+    """a_bar = b x z_bar, b_bar = z_bar x a over the last axis (3-vectors; 2-vectors give
+    the z component). Other axisa/axisb/axisc are not supported."""
+    return cross_adjoint(z_bar, a, b, 0), cross_adjoint(z_bar, a, b, 1)
+
+
+@adjoint_rule(np.convolve)
+def convolve_rule(z_bar, z, a, v, mode="full"):
+    """Correlations of the (zero-padded) adjoint with the other input, for every mode."""
+    return convolve_adjoint(z_bar, a, v, mode, 0), convolve_adjoint(z_bar, a, v, mode, 1)
+
+
+@adjoint_rule(np.correlate)
+def correlate_rule(z_bar, z, a, v, mode="valid"):
+    """np.correlate(a, v) is np.convolve(a, v[::-1]) on real inputs."""
+    return (convolve_adjoint(z_bar, a, v, mode, 0, True),
+            convolve_adjoint(z_bar, a, v, mode, 1, True))
+
+
+@adjoint_rule(np.linalg.pinv)
+def pinv_rule(y_bar, y, a, *args, **kwargs):
+    """-P^T G P^T + (I - A P)^T-terms (Golub & Pereyra): valid while the rank is constant."""
+    return (pinv_adjoint(y_bar, y, a),)
+
+
+@adjoint_rule(np.linalg.svd)
+def svd_rule(y_bar, y, a, full_matrices=True, compute_uv=True, *args, **kwargs):
+    """Real SVD (Townsend 2016): singular values always; singular vectors need distinct
+    non-zero singular values and thin factors (full_matrices=False) or square input."""
+    return (svd_adjoint(y_bar, y, a, full_matrices, compute_uv),)
+
+
+@adjoint_rule(np.linalg.svdvals)
+def svdvals_rule(y_bar, y, x):
+    """U diag(s_bar) V^T."""
+    return (svd_adjoint(y_bar, y, x, False, False),)
+
+
+@adjoint_rule(np.linalg.qr)
+def qr_rule(y_bar, y, a, mode="reduced"):
+    """Reduced QR of a tall or square matrix with full column rank."""
+    return (qr_adjoint(y_bar, y, a),)
+
+
+@adjoint_rule(np.linalg.matrix_power)
+def matrix_power_rule(y_bar, y, a, n):
+    """Sum over k of (A^T)^k G (A^T)^(n-1-k); negative n through inv."""
+    return (matrix_power_adjoint(y_bar, a, n), None)
+
+
+@adjoint_rule(Method("U", attribute=True))
+def svd_u_adjoint(y_bar, y, result):
+    """`svd(a).U`: the adjoint of that field of the result."""
+    return ((y_bar, zeros_like(result[1]), zeros_like(result[2])),)
+
+
+@adjoint_rule(Method("S", attribute=True))
+def svd_s_adjoint(y_bar, y, result):
+    """`svd(a).S`: the adjoint of that field of the result."""
+    return ((zeros_like(result[0]), y_bar, zeros_like(result[2])),)
+
+
+@adjoint_rule(Method("Vh", attribute=True))
+def svd_vh_adjoint(y_bar, y, result):
+    """`svd(a).Vh`: the adjoint of that field of the result."""
+    return ((zeros_like(result[0]), zeros_like(result[1]), y_bar),)
+
+
+@adjoint_rule(Method("Q", attribute=True))
+def qr_q_adjoint(y_bar, y, result):
+    """`qr(a).Q`: the adjoint of that field of the result."""
+    return ((y_bar, zeros_like(result[1])),)
+
+
+@adjoint_rule(Method("R", attribute=True))
+def qr_r_adjoint(y_bar, y, result):
+    """`qr(a).R`: the adjoint of that field of the result."""
+    return ((zeros_like(result[0]), y_bar),)

@@ -14,18 +14,21 @@ import numpy as np
 
 from .lowering_hooks import is_none, positional
 from .registry import Method, adjoint_rule, register
-from ..runtime import average_adjoint, cumprod_adjoint, prod_adjoint, undiff, unreduce
+from ..runtime import (average_adjoint, cov_adjoint, cumprod_adjoint, nanvar_adjoint,
+                       prod_adjoint, quantile_adjoint, undiff, unreduce)
 
 FAMILY = "reductions"
 
 for _name in ("sum mean prod max min amax amin var std cumsum cumprod average ptp nansum "
-              "nanmean nanmax nanmin diff").split():
+              "nanmean nanmax nanmin diff nanvar nanstd median quantile percentile cov "
+              "corrcoef").split():
     register(getattr(np, _name), emit=f"np.{_name}").meta["family"] = FAMILY
 for _name in ("sum mean prod max min var std cumsum cumprod").split():
     register(Method(_name)).meta["family"] = FAMILY
 register(np.average).meta["lower"] = positional(
     np.average, {"a": None, "axis": None, "weights": None})
-for _helper in (average_adjoint, cumprod_adjoint, prod_adjoint, undiff, unreduce):
+for _helper in (average_adjoint, cov_adjoint, cumprod_adjoint, nanvar_adjoint, prod_adjoint,
+                quantile_adjoint, undiff, unreduce):
     register(_helper)
 
 
@@ -129,3 +132,61 @@ def average_rule(y_bar, y, a, axis=None, weights=None, returned=False, keepdims=
 @adjoint_rule(np.diff)
 def diff_adjoint(y_bar, y, a, n=1, axis=-1, **kwargs):
     return (undiff(y_bar, a, n, axis),)
+
+
+@adjoint_rule(np.nanvar)
+def nanvar_rule(y_bar, y, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False,
+                **kwargs):
+    """As var over the non-NaN entries; NaN entries get no adjoint."""
+    return (nanvar_adjoint(y_bar, x, axis, ddof, keepdims),)
+
+
+@adjoint_rule(np.nanstd)
+def nanstd_rule(y_bar, y, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False,
+                **kwargs):
+    """As std over the non-NaN entries; NaN entries get no adjoint."""
+    return (nanvar_adjoint(y_bar, x, axis, ddof, keepdims, y),)
+
+
+@adjoint_rule(np.median)
+def median_adjoint(y_bar, y, a, axis=None, out=None, overwrite_input=False, keepdims=False):
+    """The middle entry gets the adjoint; for an even count the two middle ones share it
+    (ties among equal values: stable sort order)."""
+    return (quantile_adjoint(y_bar, a, 0.5, axis, keepdims),)
+
+
+@adjoint_rule(np.quantile)
+def quantile_rule(y_bar, y, a, q, axis=None, out=None, overwrite_input=False,
+                  method="linear", keepdims=False, **kwargs):
+    """Linear interpolation between two order statistics: they share the adjoint with the
+    interpolation weights (q gets none). Other methods are not supported."""
+    return quantile_adjoint(y_bar, a, q, axis, keepdims, method), None
+
+
+@adjoint_rule(np.percentile)
+def percentile_rule(y_bar, y, a, q, axis=None, out=None, overwrite_input=False,
+                    method="linear", keepdims=False, **kwargs):
+    """np.quantile with q / 100."""
+    return quantile_adjoint(y_bar, a, np.asarray(q) / 100.0, axis, keepdims, method), None
+
+
+@adjoint_rule(np.cov)
+def cov_rule(y_bar, y, m, y2=None, rowvar=True, bias=False, ddof=None, **kwargs):
+    """(G + G^T) (m - mean) / (N - ddof) for the covariance of the rows (or columns with
+    rowvar=False); the `y`, fweights and aweights arguments are not supported."""
+    return (cov_adjoint(y_bar, m, rowvar, bias, ddof),)
+
+
+def _corrcoef_lower(low, args, kwargs):
+    """np.corrcoef(x) is lowered to cov(x) / sqrt(outer(diag, diag)), differentiable calls."""
+    from ..frontend.abstract import Static
+    if len(args) > 1 or set(kwargs) - {"rowvar"}:
+        values = [low.value(a) for a in args] + [low.value(v) for v in kwargs.values()]
+        return low.b.call(np.corrcoef, values, kwnames=tuple(kwargs))
+    c = low.primitive(np.cov, list(args), dict(kwargs))
+    d = low.primitive(np.sqrt, [low.primitive(np.diagonal, [c], {})], {})
+    return low.primitive(__import__("operator").truediv,
+                         [c, low.primitive(np.outer, [d, d], {})], {})
+
+
+register(np.corrcoef).meta["lower"] = _corrcoef_lower

@@ -11,7 +11,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .lowering_hooks import each_argument, sequence_of_parts, static_value
 from .registry import Method, adjoint_rule, register
-from ..runtime import (ndtuple, split_parts, stack_parts, unbroadcast, unconcatenate, undiag,
+from ..runtime import (meshgrid_adjoint, ndtuple, rollaxis_adjoint, split_parts, stack_parts, unbroadcast, unconcatenate, undiag,
                        undiagonal, unpad, unrepeat, unslide, unstack, untile, untrace)
 
 FAMILY = "shape"
@@ -19,15 +19,20 @@ FAMILY = "shape"
 FUNCTIONS = ("reshape ravel squeeze expand_dims transpose swapaxes moveaxis broadcast_to "
              "atleast_1d atleast_2d atleast_3d concatenate stack hstack vstack dstack "
              "column_stack split array_split hsplit vsplit dsplit tile repeat flip fliplr "
-             "flipud roll rot90 pad diag diagonal triu tril trace append").split()
+             "flipud roll rot90 pad diag diagonal triu tril trace append rollaxis "
+             "matrix_transpose").split()
 for _name in FUNCTIONS:
     register(getattr(np, _name), emit=f"np.{_name}").meta["family"] = FAMILY
+for _name in ("matrix_transpose", "trace", "diagonal"):
+    register(getattr(np.linalg, _name), emit=f"np.linalg.{_name}").meta["family"] = FAMILY
+if hasattr(np, "row_stack"):
+    register(np.row_stack, emit="np.vstack").meta["family"] = FAMILY
 register(sliding_window_view,
          emit="np.lib.stride_tricks.sliding_window_view").meta["family"] = FAMILY
 for _name in "reshape ravel flatten squeeze transpose swapaxes repeat diagonal trace".split():
     register(Method(_name)).meta["family"] = FAMILY
 register(Method("T", attribute=True)).meta["family"] = FAMILY
-for _helper in (split_parts, stack_parts, unconcatenate, undiag, undiagonal, unpad, unrepeat,
+for _helper in (meshgrid_adjoint, rollaxis_adjoint, split_parts, stack_parts, unconcatenate, undiag, undiagonal, unpad, unrepeat,
                 unslide, unstack, untile, untrace):
     register(_helper)
 register(ndtuple, foldable=True)
@@ -117,7 +122,7 @@ def hstack_adjoint(y_bar, y, tup, **kwargs):
     return (stack_parts(y_bar, tup, "h"),)
 
 
-@adjoint_rule(np.vstack)
+@adjoint_rule(np.vstack, *([np.row_stack] if hasattr(np, "row_stack") else []))
 def vstack_adjoint(y_bar, y, tup, **kwargs):
     return (stack_parts(y_bar, tup, "v"),)
 
@@ -244,3 +249,40 @@ def tril_adjoint(y_bar, y, x, k=0):
 def sliding_window_view_adjoint(y_bar, y, x, window_shape, axis=None, **kwargs):
     """Overlapping windows: each entry collects the adjoints of every window it is in."""
     return (unslide(y_bar, x, window_shape, axis),)
+
+
+@adjoint_rule(np.rollaxis)
+def rollaxis_rule(y_bar, y, x, axis, start=0):
+    return (rollaxis_adjoint(y_bar, x, axis, start),)
+
+
+@adjoint_rule(np.matrix_transpose, np.linalg.matrix_transpose)
+def matrix_transpose_adjoint(y_bar, y, x):
+    return (np.matrix_transpose(y_bar),)
+
+
+@adjoint_rule(np.linalg.trace)
+def linalg_trace_adjoint(y_bar, y, x, offset=0, dtype=None):
+    """The trace over the last two axes (the array API's np.linalg.trace)."""
+    return (untrace(y_bar, x, offset, -2, -1),)
+
+
+@adjoint_rule(np.linalg.diagonal)
+def linalg_diagonal_adjoint(y_bar, y, x, offset=0):
+    """The diagonal of the last two axes (the array API's np.linalg.diagonal)."""
+    return (undiagonal(y_bar, x, offset, -2, -1),)
+
+
+# np.meshgrid: a list of one output per input, whose length the call shows
+register(np.meshgrid, emit="np.meshgrid", result_kind="list").meta["family"] = FAMILY
+register(np.meshgrid).meta["lower"] = sequence_of_parts(np.meshgrid,
+                                                        lambda args, kwargs: len(args))
+
+
+@adjoint_rule(np.meshgrid)
+def meshgrid_rule(y_bar, y, *xi, indexing="xy", **kwargs):
+    """Each input collects its output's adjoint summed over the other axes."""
+    adjoints = []
+    for i, x in enumerate(xi):
+        adjoints.append(meshgrid_adjoint(y_bar[i], x, indexing, i, len(xi)))
+    return tuple(adjoints)

@@ -12,6 +12,8 @@ Subgradient conventions (kinks and ties):
   clip                derivative 1 on the closed interval [a_min, a_max] (PyTorch's)
   sign, floor, ceil, round, around, rint, trunc, fix
                       zero derivative everywhere (registered non-differentiable)
+  angle, imag         zero derivative on real inputs (constants 0 or pi, and 0)
+  nan_to_num          1 where x is finite, 0 where NaN/inf were replaced
   heaviside(x1, x2)   zero in x1 (a step); x2, the value at x1 == 0, gets the
                       adjoint of those entries
   sinc                derivative 0 at x == 0 (the exact value)
@@ -30,8 +32,8 @@ DIFFERENTIABLE = ("square sqrt cbrt reciprocal exp exp2 expm1 log log2 log10 log
                   "logaddexp2 sin cos tan arcsin arccos arctan arctan2 hypot sinh cosh tanh "
                   "arcsinh arccosh arctanh abs absolute fabs maximum minimum fmax fmin clip "
                   "where sinc deg2rad rad2deg degrees radians float_power copysign fmod "
-                  "conj conjugate real heaviside").split()
-ZERO_DERIVATIVE = ("sign floor ceil round around rint trunc fix signbit").split()
+                  "conj conjugate real heaviside nan_to_num ldexp real_if_close").split()
+ZERO_DERIVATIVE = ("sign floor ceil round around rint trunc fix signbit angle imag").split()
 for _name in DIFFERENTIABLE:
     register(getattr(np, _name), emit=f"np.{_name}").meta["family"] = FAMILY
 for _name in ZERO_DERIVATIVE:
@@ -303,7 +305,8 @@ def fmod_adjoint(z_bar, z, x, y):
     return unbroadcast(z_bar, x), unbroadcast(-z_bar * np.trunc(x / y), y)
 
 
-@adjoint_rule(np.conj, np.conjugate, np.real, Method("conj"), Method("conjugate"),
+@adjoint_rule(np.conj, np.conjugate, np.real, np.real_if_close, Method("conj"),
+              Method("conjugate"),
               Method("real", attribute=True))
 def conj_adjoint(y_bar, y, x):
     """The identity on real inputs (diffsrc differentiates real functions)."""
@@ -314,3 +317,15 @@ def conj_adjoint(y_bar, y, x):
 def heaviside_adjoint(z_bar, z, x1, x2):
     """A step in x1 (zero derivative, the jump at 0 ignored); x2 is the value at x1 == 0."""
     return None, unbroadcast(z_bar * (x1 == 0), x2)
+
+
+@adjoint_rule(np.nan_to_num)
+def nan_to_num_adjoint(y_bar, y, x, *args, **kwargs):
+    """1 where x is finite; replaced NaN/inf entries (constants) get none."""
+    return (y_bar * np.isfinite(x),)
+
+
+@adjoint_rule(np.ldexp)
+def ldexp_adjoint(z_bar, z, x1, x2):
+    """x1 * 2**x2 with integer x2 (no adjoint): exact scaling of the adjoint."""
+    return unbroadcast(np.ldexp(z_bar, x2), x1), None
