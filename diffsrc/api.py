@@ -204,7 +204,9 @@ def _fast_key(args):
         if t is float or t is int or t is bool:
             key.append(t)
         elif t is np.ndarray:
-            key.append((a.dtype, a.ndim))
+            key.append((a.dtype.num, a.ndim))
+        elif isinstance(a, np.generic):
+            key.append(t)
         else:
             return None
     return tuple(key)
@@ -236,7 +238,6 @@ class GradientFunction:
         self.with_value = with_value
         self.cache = {}
         self.fast = {}
-        self.scalars = {}
         self.has_closure = bool(getattr(fn, "__closure__", None))
         self.last = None
         self.last_args = None
@@ -251,8 +252,6 @@ class GradientFunction:
             compiled = self.compiled_for(args)
             if key is not None:
                 self.fast[key] = compiled
-        if key is not None and all(k in (float, int, bool) for k in key):
-            self.scalars[key] = compiled
         return compiled
 
     def compiled_for(self, args, optimize=True):
@@ -275,7 +274,7 @@ class GradientFunction:
     def __call__(self, *args, **kwargs):
         if kwargs or self.bound:
             args = _bind(self.fn, self.bound + args, kwargs)
-        compiled = self.scalars.get(tuple(map(type, args)))
+        compiled = self.fast.get(_fast_key(args))
         if compiled is None:
             compiled = self.lookup(args)
         try:

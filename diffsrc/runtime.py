@@ -9,11 +9,8 @@ import numpy as np
 
 def unbroadcast(g, x):
     """Sum `g` down to the shape of `x`: the adjoint of NumPy broadcasting."""
-    shape = np.shape(x)
-    dtype = getattr(x, "dtype", None)
-    if dtype is not None and dtype.kind in "fc" and getattr(g, "dtype", dtype) != dtype:
-        g = g.astype(dtype)                  # an adjoint has the dtype of its primal
-    if np.shape(g) == shape:
+    shape = x.shape if type(x) is np.ndarray else np.shape(x)
+    if (g.shape if type(g) is np.ndarray else np.shape(g)) == shape:
         return g
     g = np.asarray(g) if not hasattr(g, "sum") else g
     extra = g.ndim - len(shape)
@@ -127,11 +124,12 @@ def raise_error(exc):
 
 
 def unreduce(g, x, axis=None, keepdims=False):
-    """Broadcast the adjoint of a reduction over `axis` back to the shape of `x`."""
+    """Spread the adjoint of a reduction over `axis` back over the shape of `x`.
+
+    Returns a fresh array with the dtype of `x` (a Python float for a float `x`)."""
     shape = np.shape(x)
-    dtype = getattr(x, "dtype", None)
-    if dtype is not None and dtype.kind in "fc" and getattr(g, "dtype", None) != dtype:
-        g = np.asarray(g).astype(dtype) if not hasattr(g, "astype") else g.astype(dtype)
+    if not shape:
+        return g
     if axis is not None and not keepdims:
         axes = (axis,) if isinstance(axis, int) else tuple(axis)
         axes = sorted(a % len(shape) for a in axes)
@@ -139,7 +137,11 @@ def unreduce(g, x, axis=None, keepdims=False):
         for a in axes:
             kept.insert(a, 1)
         g = g.reshape(kept) if hasattr(g, "reshape") else np.reshape(g, kept)
-    return np.broadcast_to(g, shape)
+    dtype = getattr(x, "dtype", None)
+    out = np.empty(shape, dtype if dtype is not None and dtype.kind in "fc" else
+                   np.result_type(g, 1.0))
+    out[...] = g
+    return out
 
 
 def matmul_left(g, a, b):
