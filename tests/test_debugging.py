@@ -96,7 +96,8 @@ def pdb_session(tmp_path_factory):
     proc = subprocess.run([sys.executable, "-m", "pdb", "script.py"], cwd=folder,
                           input=PDB_COMMANDS, capture_output=True,
                           text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(folder), "NO_COLOR": "1"})
+                          env={**os.environ, "NO_COLOR": "1", "PYTHONPATH": os.pathsep.join(
+                              p for p in (str(folder), os.environ.get("PYTHONPATH")) if p)})
     return proc, source, fname
 
 
