@@ -10,6 +10,9 @@ import numpy as np
 def unbroadcast(g, x):
     """Sum `g` down to the shape of `x`: the adjoint of NumPy broadcasting."""
     shape = x.shape if type(x) is np.ndarray else np.shape(x)
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and dtype.kind in "fc" and getattr(g, "dtype", dtype) != dtype:
+        g = g.astype(dtype)                  # an adjoint has the dtype of its primal
     if (g.shape if type(g) is np.ndarray else np.shape(g)) == shape:
         return g
     g = np.asarray(g) if not hasattr(g, "sum") else g

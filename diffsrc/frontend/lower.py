@@ -1246,7 +1246,11 @@ class Lowerer:
             except Exception:
                 pass
         if entry is not None and entry.meta.get("lower") is not None:
-            return entry.meta["lower"](self, args, kwargs)
+            result = entry.meta["lower"](self, args, kwargs)
+            if isinstance(result, Value) and args and isinstance(args[0], Value) and \
+                    is_view_op(fn, ()):
+                self.view_base.setdefault(result.id, args[0])
+            return result
         if entry is not None and entry.meta.get("expand") and not self.fixed_loc:
             return self.call_python(fn, args, kwargs)
         values = [self.value(a) for a in args] + [self.value(v) for v in kwargs.values()]
