@@ -18,7 +18,7 @@ and the cell prints exactly one JSON line on stdout.  Inside the cell, in order:
    TOL the cell is reported as ``grad_mismatch`` and not timed
 5. timing (``bench``): warm-up, calibrated inner loop, samples over a time budget
 6. memory: tracemalloc peak of one gradient call (NumPy-based implementations only),
-   and ru_maxrss of the whole cell process
+   and the peak RSS of the whole cell process
 
 Any exception is caught and reported as ``status: error`` with the phase it happened
 in, so one failing cell never stops a run.  A peer library that is not installed gives
@@ -28,6 +28,7 @@ Other entry points (for development)::
 
     python benchmarks/harness.py list
     python benchmarks/harness.py compare W5 [--impls hand,torch,jax,autograd]
+    python benchmarks/harness.py ab W4 [--impls hand,diffsrc] [--budget 4]
 """
 import argparse
 import gc
@@ -124,7 +125,8 @@ class Impl:
 
     step()       the timed unit (a training step, a call, or the W3 loop)
     reference()  (value, {name: array}) at the *initial* parameters, no side effects
-    grad_call()  one gradient evaluation at the current parameters (memory probe)
+    grad_call()  one gradient evaluation at the current parameters (first-call and
+                 memory probe)
     sync(out)    wait until `out` is computed (JAX); None when synchronous
     """
 
@@ -322,7 +324,7 @@ def preimport(impl, wl):
     try:
         if impl == 'torch':
             import torch
-            torch.set_num_threads(2)
+            torch.set_num_threads(int(os.environ.get('BENCH_THREADS', '2')))
             if wl.update is not None:
                 # The first optimizer built imports torch._dynamo lazily (about 1 s): do
                 # it here so that build_s measures the workload, not the framework.
@@ -626,6 +628,61 @@ def run_compare(wid, impls):
     return ok
 
 
+def run_ab(wid, impls=('hand', 'diffsrc'), budget_s=None, target_sample_s=0.005):
+    """Interleaved timing of several implementations in one process.
+
+    Samples alternate between the implementations (the order rotates every round), so a
+    slow phase of the machine hits all of them alike; the median over rounds of each
+    per-round ratio to the first implementation is much steadier than a ratio of
+    medians taken minutes apart.  Not the per-cell method of run.py: a development aid
+    for "is diffsrc within X of hand" questions on a busy machine.
+    """
+    wl = get_workload(wid)
+    budget_s = budget_s or 4 * wl.budget_s
+    objs, inner = [], []
+    for impl in impls:
+        preimport(impl, wl)
+        obj = build_impl(wl, impl, wl.make_data())
+        for _ in range(max(1, wl.warmup)):
+            out = obj.step()
+        if obj.sync:
+            obj.sync(out)
+        n = 1
+        while True:                   # calibrate as bench() does
+            t0 = time.perf_counter()
+            for _ in range(n):
+                out = obj.step()
+            if obj.sync:
+                obj.sync(out)
+            if time.perf_counter() - t0 >= target_sample_s or n >= 1 << 20:
+                break
+            n *= 2
+        objs.append(obj)
+        inner.append(n)
+    times = [[] for _ in impls]
+    start = time.perf_counter()
+    r = 0
+    while time.perf_counter() - start < budget_s or r < 5:
+        order = list(range(len(impls)))
+        order = order[r % len(order):] + order[:r % len(order)]
+        for i in order:
+            obj, n = objs[i], inner[i]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                out = obj.step()
+            if obj.sync:
+                obj.sync(out)
+            times[i].append((time.perf_counter() - t0) / n)
+        r += 1
+    k = 1e6 if wl.unit == 'us' else 1e3
+    print('%s interleaved, %d rounds (%s per unit; ratio = median of per-round ratios to %s)'
+          % (wl.id, r, wl.unit, impls[0]))
+    for i, impl in enumerate(impls):
+        ratios = [a / b for a, b in zip(times[i], times[0])]
+        print('  %-9s median %10.4g  min %10.4g   ratio %.3f' % (
+            impl, statistics.median(times[i]) * k, min(times[i]) * k, statistics.median(ratios)))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest='cmd', required=True)
@@ -640,6 +697,10 @@ def main(argv=None):
     k = sub.add_parser('compare', help='all implementations in one process, gradients only')
     k.add_argument('workload')
     k.add_argument('--impls', default=','.join(IMPLS))
+    b = sub.add_parser('ab', help='interleaved timing of implementations in one process')
+    b.add_argument('workload')
+    b.add_argument('--impls', default='hand,diffsrc')
+    b.add_argument('--budget', type=float, help='seconds (default 4x the row budget)')
     sub.add_parser('list')
     a = p.parse_args(argv)
     if a.cmd == 'list':
@@ -648,6 +709,9 @@ def main(argv=None):
         return 0
     if a.cmd == 'compare':
         return 0 if run_compare(a.workload, a.impls.split(',')) else 1
+    if a.cmd == 'ab':
+        run_ab(a.workload, a.impls.split(','), a.budget)
+        return 0
     rec = run_cell(a.workload, a.impl, a.ref, a.scale, a.min_samples, a.warmup)
     line = json.dumps(rec)
     if a.json:
