@@ -152,7 +152,8 @@ def _check_differentiable(fn, args, wrt):
             label = names[i] if i < len(names) else f"#{i}"
             code = getattr(fn, "__code__", None)
             raise NonDifferentiableError(
-                f"argument {label!r} is a {type(args[i]).__name__}, which carries no gradient; "
+                f"argument {label!r} is of type {type(args[i]).__name__}, which carries no "
+                "gradient; "
                 "differentiate with respect to float arguments or arrays",
                 code.co_filename if code else None, code.co_firstlineno if code else None)
 
@@ -242,7 +243,7 @@ class GradientFunction:
         self.last = None
         self.last_args = None
         self.__diffsrc_transform__ = self.compiled_for
-        functools.update_wrapper(self, fn)
+        functools.update_wrapper(self, fn, updated=())   # never share the cache dicts
 
     def lookup(self, args):
         """The compiled gradient for these arguments, through the cheapest cache that fits."""
@@ -277,6 +278,7 @@ class GradientFunction:
         compiled = self.fast.get(_fast_key(args))
         if compiled is None:
             compiled = self.lookup(args)
+        self.last, self.last_args = compiled, args
         try:
             value, grads = compiled.function(*args)
         except Exception as exc:

@@ -131,7 +131,7 @@ def unreduce(g, x, axis=None, keepdims=False):
 
     Returns a fresh array with the dtype of `x` (a Python float for a float `x`)."""
     shape = np.shape(x)
-    if not shape:
+    if not shape and not hasattr(x, "dtype"):
         return g
     if axis is not None and not keepdims:
         axes = (axis,) if isinstance(axis, int) else tuple(axis)

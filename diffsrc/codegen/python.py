@@ -273,6 +273,11 @@ class Codegen:
             self.title + suffix for suffix in ("", "_grad", "_back", "_pullback")}
         self.namer = Namer(reserved)
         self.preferred = {}
+        self.pushes = {}
+        for block in self.blocks():
+            for op in walk_ops(block):
+                if op.opname == "push":
+                    self.pushes.setdefault(op.args[0].id, []).append(op)
         for block in self.blocks():
             for op in walk_ops(block):
                 self._preferences(op)
@@ -315,6 +320,10 @@ class Codegen:
             for region in op.regions:
                 for k, y in enumerate(region.ops[-1].args):
                     link(y, op.results[k])
+        elif op.opname == "pop":               # a popped value keeps its pushed name
+            for push in self.pushes.get(op.args[0].id, ()):
+                for popped, pushed in zip(op.results, push.args[1:]):
+                    link(popped, pushed)
 
     def name(self, v):
         return self.namer.names[v.id]
@@ -662,13 +671,14 @@ class Codegen:
             self.emit_op(op, 1)
         outputs = [self.ref(a).text for a in body.ops[-1].args]
         out_text = outputs[0] if len(outputs) == 1 else f"({', '.join(outputs)})"
+        ret_loc = body.ops[-1].loc
         if self.mode == "primal":
-            self.emit(f"return {out_text}", 1)
+            self.emit(f"return {out_text}", 1, ret_loc)
         elif self.mode == "grad":
             self.emit_block_body(self.fn.pullback, 1)
             grads = [self.ref(a).text for a in self.fn.pullback.ops[-1].args]
             grad_text = grads[0] if len(grads) == 1 else f"({', '.join(grads)})"
-            self.emit(f"return {out_text}, {grad_text}", 1)
+            self.emit(f"return {out_text}, {grad_text}", 1, ret_loc)
         else:
             seeds = ", ".join(self.name(p) for p in self.fn.pullback.params)
             self.emit(f"def {self.title}_back({seeds}):", 1)

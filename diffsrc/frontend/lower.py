@@ -999,6 +999,12 @@ class Lowerer:
             items = list(receiver.items)
             result = items.pop(position)
             new = ListS(tuple(items))
+        elif name == "pop" and isinstance(receiver, Value) and not args:
+            # a run-time list (a loop tape, read back from generated code): split it
+            result = self.primitive(operator.getitem, [receiver, Static(-1)], {})
+            new = self.primitive(operator.getitem, [receiver, Static(slice(None, -1))], {},
+                                 kind="any")
+            new.kind = "list"
         elif name == "pop" and isinstance(receiver, DictS) and isinstance(args[0], Static):
             result = receiver.get(args[0].value)
             keep = [(k, v) for k, v in zip(receiver.keys, receiver.values) if k != args[0].value]
@@ -1750,6 +1756,8 @@ def result_tree(a, leaves, low):
 
 def lower_function(fn, args, name=None):
     """Lower Python function `fn` for arguments shaped like `args` into an IR Function."""
+    if getattr(fn, "__diffsrc_transform__", None) is not None:
+        return _lower_transformed(fn, args)
     parsed = parse_function(fn)
     node = parsed.node
     arg_names = [a.id for a in list(node.args.posonlyargs) + list(node.args.args)]
@@ -1794,6 +1802,42 @@ def lower_function(fn, args, name=None):
     function.out_tree = out_tree
     function.pyfunc = fn
     return function
+
+
+def _lower_transformed(gradient, args):
+    """A gradient function, itself differentiated: lower a call to its generated code."""
+    compiled = gradient.__diffsrc_transform__(tuple(args))
+    inner = lower_function(compiled.function, args)
+    low = Lowerer(Builder(inner.body, inner.body.ops[-1].loc))
+    ret = inner.body.ops.pop()
+    value_and_grads = build_abstract(inner.out_tree, iter(ret.args))
+    value, grads = low.iterate_static(value_and_grads, 2)
+    if not gradient.single and len(gradient.wrt) == 1:
+        grads = TupleS((grads,))
+    result = TupleS((value, grads)) if gradient.with_value else grads
+    leaves = []
+    out_tree = result_tree(result, leaves, low)
+    low.b.op("return", leaves, nresults=0)
+    inner.out_tree = out_tree
+    inner.name = gradient.fn.__name__ + "_grad"
+    inner.pyfunc = gradient
+    return inner
+
+
+def build_abstract(tree, leaves):
+    """The compile-time description of a result with structure `tree`."""
+    if tree.kind == "leaf":
+        return next(leaves)
+    if tree.kind == "static":
+        return Static(tree.static)
+    parts = tuple(build_abstract(c, leaves) for c in tree.children)
+    if tree.kind == "tuple":
+        return TupleS(parts)
+    if tree.kind == "list":
+        return ListS(parts)
+    if tree.kind == "dict":
+        return DictS(tuple(tree.keys), parts)
+    return ObjS(tree.cls, tuple(tree.keys), parts)
 
 
 def _replace_leaves(a, mapping):
