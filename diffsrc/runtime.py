@@ -245,6 +245,8 @@ def with_fields(obj, **fields):
     """A copy of `obj` (dataclass or plain object) with some fields replaced: its adjoint."""
     import copy
     import dataclasses
+    if isinstance(obj, tuple) and hasattr(obj, "_replace"):        # a namedtuple
+        return obj._replace(**fields)
     if dataclasses.is_dataclass(obj):
         init = {f.name for f in dataclasses.fields(obj) if f.init}
         new = dataclasses.replace(obj, **{k: v for k, v in fields.items() if k in init})
@@ -263,6 +265,11 @@ def with_fields(obj, **fields):
 # Like the helpers above they work on the arrays' own methods and NumPy functions that
 # dispatch on their arguments, so the same text runs on CuPy arrays.
 # --------------------------------------------------------------------------------------
+def _arr(g):
+    """A Python number adjoint (the seed of a 0-d output) as a 0-d array."""
+    return g if hasattr(g, "ndim") else np.asarray(g)
+
+
 def _axes_tuple(axis, ndim):
     """`axis` (None, int or tuple, negatives allowed) as a sorted tuple of non-negative ints."""
     if axis is None:
@@ -317,6 +324,7 @@ def cumprod_adjoint(g, y, x, axis=None):
     x_bar[k] = y[k-1] * S[k] with S[k] = g[k] + x[k+1] * S[k+1] (S past the end is 0):
     one reverse sweep along the axis, vectorised over the others.
     """
+    g = _arr(g)
     if axis is None:
         flat = x.reshape(-1) if hasattr(x, "reshape") else np.ravel(x)
         return cumprod_adjoint(g, y, flat, 0).reshape(np.shape(x))
@@ -360,6 +368,7 @@ def average_adjoint(g, y, a, weights, axis=None, keepdims=False):
 
 def untake(g, x, indices, axis=None, mode="raise"):
     """The adjoint of `np.take(x, indices, axis)`: scatter-add (repeated indices add up)."""
+    g = _arr(g)
     out = _zeros_array(np.asarray(x)) if not hasattr(x, "shape") else _zeros_array(x)
     indices = np.asarray(indices) if not hasattr(indices, "shape") else indices
     n = out.size if axis is None else out.shape[int(axis) % out.ndim]
@@ -376,6 +385,7 @@ def untake(g, x, indices, axis=None, mode="raise"):
 
 def untake_along_axis(g, x, indices, axis):
     """The adjoint of `np.take_along_axis(x, indices, axis)`: scatter-add into zeros."""
+    g = _arr(g)
     out = _zeros_array(x)
     if axis is None:
         np.add.at(out.reshape(-1), indices, g)
@@ -399,6 +409,7 @@ def unsort(g, x, axis=-1):
     Tied values keep the order of a stable argsort, so each output position's adjoint
     goes to exactly one of the tied inputs.
     """
+    g = _arr(g)
     if axis is None:
         flat = x.reshape(-1)
         order = flat.argsort(kind="stable")
@@ -457,6 +468,7 @@ def stack_parts(g, parts, how):
 
 def untile(g, x, reps):
     """The adjoint of `np.tile(x, reps)`: the tiles summed onto one."""
+    g = _arr(g)
     reps = (reps,) if isinstance(reps, (int, np.integer)) else tuple(reps)
     shape = np.shape(x)
     d = max(len(shape), len(reps))
@@ -471,6 +483,7 @@ def untile(g, x, reps):
 
 def unrepeat(g, x, repeats, axis=None):
     """The adjoint of `np.repeat(x, repeats, axis)`: each run of copies summed."""
+    g = _arr(g)
     shape = np.shape(x)
     if axis is None:
         base = np.asarray(x).reshape(-1) if not hasattr(x, "reshape") else x.reshape(-1)
@@ -496,6 +509,7 @@ def unpad(g, x, pad_width, mode="constant"):
     Constant mode slices the padding off; the copying modes (edge, reflect, symmetric,
     wrap) scatter-add every padded copy back to the entry it copies.
     """
+    g = _arr(g)
     shape = np.shape(x)
     widths = np.broadcast_to(np.asarray(pad_width, dtype=int).reshape(
         (-1, 2) if np.size(pad_width) > 1 else (1, 1)), (len(shape), 2))
@@ -513,6 +527,7 @@ def unpad(g, x, pad_width, mode="constant"):
 
 def undiag(g, x, k=0):
     """The adjoint of `np.diag(x, k)` (both directions: vector -> matrix, matrix -> diagonal)."""
+    g = _arr(g)
     if np.ndim(x) == 1:
         return np.diagonal(g, k) * 1
     return undiagonal(g, x, k, 0, 1)
@@ -520,6 +535,7 @@ def undiag(g, x, k=0):
 
 def undiagonal(g, x, offset=0, axis1=0, axis2=1):
     """The adjoint of `np.diagonal(x, offset, axis1, axis2)`: `g` written on that diagonal."""
+    g = _arr(g)
     out = _zeros_array(x)
     moved = np.moveaxis(out, (axis1, axis2), (-2, -1))
     n = g.shape[-1]
@@ -542,6 +558,7 @@ def unslide(g, x, window_shape, axis=None):
 
     One vectorised add per position inside the window (9 for a 3x3 kernel).
     """
+    g = _arr(g)
     window = (window_shape,) if isinstance(window_shape, (int, np.integer)) else \
         tuple(window_shape)
     ndim = np.ndim(x)
@@ -563,6 +580,7 @@ def unslide(g, x, window_shape, axis=None):
 
 def undiff(g, x, n=1, axis=-1):
     """The adjoint of `np.diff(x, n, axis)`."""
+    g = _arr(g)
     axis = int(axis) % np.ndim(x)
     for _ in range(n):
         pad = [(0, 0)] * g.ndim
@@ -585,6 +603,7 @@ def _mT(a):
 
 def tensordot_adjoint(g, a, b, axes=2, which=0):
     """The adjoint of `a` (which=0) or `b` (which=1) in `np.tensordot(a, b, axes)`."""
+    g = _arr(g)
     if isinstance(axes, (int, np.integer)):
         a_axes = list(range(a.ndim - axes, a.ndim))
         b_axes = list(range(axes))
@@ -614,6 +633,7 @@ def tensordot_adjoint(g, a, b, axes=2, which=0):
 
 def inner_adjoint(g, a, b, which=0):
     """The adjoint of `a` (which=0) or `b` (which=1) in `np.inner(a, b)`."""
+    g = _arr(g)
     if np.ndim(a) == 0 or np.ndim(b) == 0:
         other = b if which == 0 else a
         return unbroadcast(g * other, a if which == 0 else b)
@@ -625,6 +645,7 @@ def inner_adjoint(g, a, b, which=0):
 
 def kron_adjoint(g, a, b, which=0):
     """The adjoint of `a` (which=0) or `b` (which=1) in `np.kron(a, b)`."""
+    g = _arr(g)
     sa, sb = np.shape(a), np.shape(b)
     d = max(len(sa), len(sb))
     fa = (1,) * (d - len(sa)) + tuple(sa)
@@ -682,6 +703,7 @@ def einsum_adjoint(g, subscripts, operands, which):
     labels repeated inside one operand (diagonals, traces) and labels summed inside
     a single operand.
     """
+    g = _arr(g)
     shapes = [np.shape(op) for op in operands]
     inputs, output, ell = _einsum_parse(subscripts, shapes)
     target = inputs[which]
@@ -727,6 +749,7 @@ def einsum_adjoint(g, subscripts, operands, which):
 
 def inv_adjoint(g, y):
     """The adjoint of `y = np.linalg.inv(a)`: -y^T g y^T (batched)."""
+    g = _arr(g)
     yt = _mT(y)
     return -(yt @ g @ yt)
 
@@ -760,6 +783,7 @@ def solve_b_full(g, a, b):
 
 def det_adjoint(g, y, a):
     """The adjoint of `y = np.linalg.det(a)`: g * y * inv(a)^T (batched)."""
+    g = _arr(g)
     g = _float_like(g, a)
     return (g * y)[..., None, None] * _mT(np.linalg.inv(a))
 
@@ -881,6 +905,7 @@ def norm_adjoint(g, y, x, ord=None, axis=None, keepdims=False):
 
 def linspace_adjoint(g, start, stop, num=50, endpoint=True, axis=0, which=0):
     """The adjoint of `start` (which=0) or `stop` (which=1) in `np.linspace`."""
+    g = _arr(g)
     div = (num - 1) if endpoint else num
     t = np.arange(num) / div if div > 0 else np.zeros(num)
     if num == 1:
@@ -919,6 +944,7 @@ def unpermute(g, x, y, axis=-1):
     """The adjoint of a permutation along `axis` (np.sort, np.partition): `y` holds the
     entries of `x` rearranged; each adjoint goes back to the entry it came from (tied
     values are matched in stable order)."""
+    g = _arr(g)
     if axis is None:
         flat = x.reshape(-1)
         return unpermute(g, flat, y, 0).reshape(x.shape)
@@ -932,6 +958,7 @@ def unpermute(g, x, y, axis=-1):
 def select_adjoint(g, condlist, choicelist, default, which):
     """Adjoints of `np.select(condlist, choicelist, default)`: choice k gets the adjoint
     where condition k is the first true one; `default` where none is (which=-1)."""
+    g = _arr(g)
     taken = None
     out = []
     for cond, choice in zip(condlist, choicelist):
@@ -955,6 +982,7 @@ def rollaxis_adjoint(g, x, axis, start=0):
 
 def cross_adjoint(g, a, b, which):
     """Adjoints of `np.cross(a, b)` over the last axis (2- or 3-vectors), broadcasting."""
+    g = _arr(g)
     if np.shape(a)[-1] == 3 and np.shape(b)[-1] == 3:
         r = np.cross(b, g) if which == 0 else np.cross(g, a)
         return unbroadcast(r, a if which == 0 else b)
@@ -972,6 +1000,7 @@ def quantile_adjoint(g, x, q, axis=None, keepdims=False, method="linear"):
     """The adjoint of `np.quantile(x, q, axis, keepdims=keepdims)` (linear interpolation:
     also np.median and np.percentile with q / 100). Each output is a weighted sum of two
     order statistics; their weights go back through the sort."""
+    g = _arr(g)
     if method != "linear":
         raise NotImplementedError(f"np.quantile method={method!r} has no rule in diffsrc")
     nd = np.ndim(x)
@@ -1018,6 +1047,7 @@ def nanvar_adjoint(g, x, axis=None, ddof=0, keepdims=False, std=None):
 
 def cov_adjoint(g, m, rowvar=True, bias=False, ddof=None):
     """The adjoint of `np.cov(m, rowvar=rowvar, bias=bias, ddof=ddof)` (no y, no weights)."""
+    g = _arr(g)
     x = m if np.ndim(m) > 1 else m.reshape(1, -1)
     if not rowvar and np.ndim(m) > 1:
         x = x.T
@@ -1035,6 +1065,7 @@ def cov_adjoint(g, m, rowvar=True, bias=False, ddof=None):
 
 def pinv_adjoint(g, y, a):
     """The adjoint of `y = np.linalg.pinv(a)` (constant rank; Golub & Pereyra)."""
+    g = _arr(g)
     at, yt = _mT(a), _mT(y)
     m, n = a.shape[-2], a.shape[-1]
     eye_m = np.eye(m, dtype=y.dtype)
@@ -1088,6 +1119,7 @@ def qr_adjoint(g, qr, a):
 
 def matrix_power_adjoint(g, a, n):
     """The adjoint of `np.linalg.matrix_power(a, n)` for any integer n."""
+    g = _arr(g)
     if n == 0:
         return g * 0
     if n < 0:
@@ -1106,6 +1138,7 @@ def matrix_power_adjoint(g, a, n):
 
 def convolve_adjoint(g, a, v, mode="full", which=0, correlate=False):
     """Adjoints of `np.convolve(a, v, mode)` (or np.correlate when `correlate`)."""
+    g = _arr(g)
     if correlate:
         # np.correlate(a, v, mode) == np.convolve(a, v[::-1], mode) for real inputs
         r = convolve_adjoint(g, a, v[::-1], mode, which)
@@ -1123,6 +1156,7 @@ def convolve_adjoint(g, a, v, mode="full", which=0, correlate=False):
 def meshgrid_adjoint(g, x, indexing="xy", which=0, count=2):
     """The adjoint of input `which` (of `count`) of `np.meshgrid(..., indexing=indexing)`:
     its output's adjoint summed over every axis but the one that input varies along."""
+    g = _arr(g)
     axis = which
     if indexing == "xy" and count > 1 and which < 2:
         axis = 1 - which
@@ -1134,6 +1168,7 @@ def interp_adjoint(g, x, xp, fp, which):
     """Adjoints of `np.interp(x, xp, fp)` w.r.t. x (which=0: the slope of the segment,
     0 outside [xp[0], xp[-1]]; at a sample point the segment to its right) or fp
     (which=2: the interpolation weights; outside the range the end values)."""
+    g = _arr(g)
     n = np.shape(xp)[0]
     idx = np.clip(np.searchsorted(xp, x, side="right") - 1, 0, n - 2)
     x0, x1 = xp[idx], xp[idx + 1]
@@ -1169,6 +1204,7 @@ def vector_norm_adjoint(g, y, x, axis=None, keepdims=False, ord=2):
 
 def vecdot_adjoint(g, a, b, axis=-1, which=0):
     """Adjoints of `np.vecdot(a, b, axis=axis)` (real inputs), broadcasting undone."""
+    g = _arr(g)
     other = b if which == 0 else a
     ge = np.expand_dims(g, axis if axis < 0 else axis)
     return unbroadcast(ge * other, a if which == 0 else b)

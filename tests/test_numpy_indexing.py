@@ -196,3 +196,39 @@ def set_repeated(x, v):
 def test_functional_update_with_repeated_indices():
     # NumPy keeps the last of the repeated writes, so v[0] does not reach the output
     check_grad(set_repeated, (np.ones(3), np.array([0.5, 2.0])), wrt=(0, 1))
+
+
+# ------------------------------------------------------------------------ extras
+def partition_f(x): return out(np.partition(x, 2) * np.arange(1.0, 6.0))
+def partition_axis(x): return out(np.partition(x, (0, 2), axis=0))
+def select_f(x): return out(np.select([x > 0.5, x < -0.5], [x * 2.0, x ** 2], default=x))
+def select_pos(x, d): return out(np.select([x > 0.0], [x * 3.0], d))
+def interp_x(x, fp): return out(np.interp(x, np.array([-1.0, 0.0, 1.5]), fp))
+def r_join(a, b): return out(np.r_[a, b * 2.0, 1.0])
+def c_join(a, b): return out(np.c_[a, b] @ np.array([1.0, -2.0]))
+def r_matrices(a, b): return out(np.r_[a, b])
+
+
+def test_partition_select_interp():
+    x = random_array((5,), 21)
+    check_grad(partition_f, (x,))
+    check_grad(partition_axis, (random_array((4, 3), 22),))
+    check_grad(select_f, (np.array([0.9, -0.1, -1.2, 0.2, 0.7]),))
+    check_grad(select_pos, (np.array([0.9, -0.1, -1.2]), np.array([0.3, 0.6, 0.9])),
+               wrt=(0, 1))
+    check_grad(interp_x, (np.array([-1.5, -0.3, 0.4, 1.2, 2.0]), np.array([0.5, -1.0, 2.0])),
+               wrt=(0, 1))
+
+
+def test_r_and_c_index_tricks_are_differentiable():
+    a, b = random_array((3,), 23), random_array((2,), 24)
+    check_grad(r_join, (a, b), wrt=(0, 1))
+    check_grad(c_join, (a, a * 0.5 + 1.0), wrt=(0, 1))
+    check_grad(r_matrices, (random_array((2, 3), 1), random_array((1, 3), 2)), wrt=(0, 1))
+
+
+def r_with_range(x): return out(np.r_[x, np.ones(3), 1:4] * np.r_[0:10])
+
+
+def test_r_with_slices_as_constant_ranges():
+    check_grad(r_with_range, (random_array((4,), 25),))

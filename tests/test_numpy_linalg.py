@@ -260,3 +260,115 @@ def test_einsum_over_random_contractions(data):
     x = data.draw(arrays(tuple(sizes[c] for c in t1)))
     y = data.draw(arrays(tuple(sizes[c] for c in t2)))
     check_grad(source(f"np.einsum('{t1},{t2}->{outs}', x, y)"), (x, y), wrt=(0, 1))
+
+
+# ------------------------------------------------------------------------ extras
+EXTRA_PRODUCTS = {
+    "cross3": ("np.cross(x, y)", (2, 3), (3,)),
+    "cross2": ("np.cross(x, y)", (4, 2), (4, 2)),
+    "linalg_cross": ("np.linalg.cross(x, y)", (3,), (2, 3)),
+    "convolve_full": ("np.convolve(x, y)", (5,), (3,)),
+    "convolve_same": ("np.convolve(x, y, mode='same')", (5,), (3,)),
+    "convolve_valid": ("np.convolve(x, y, 'valid')", (5,), (3,)),
+    "convolve_short_first": ("np.convolve(x, y, 'same')", (2,), (5,)),
+    "correlate_valid": ("np.correlate(x, y)", (5,), (3,)),
+    "correlate_full": ("np.correlate(x, y, 'full')", (4,), (3,)),
+    "correlate_same_short": ("np.correlate(x, y, 'same')", (3,), (5,)),
+    "vecdot": ("np.vecdot(x, y)", (2, 3), (3,)),
+    "linalg_vecdot": ("np.linalg.vecdot(x, y)", (4,), (2, 4)),
+    "linalg_outer": ("np.linalg.outer(x, y)", (3,), (2,)),
+    "linalg_tensordot": ("np.linalg.tensordot(x, y, axes=1)", (2, 3), (3, 2)),
+    "linalg_matmul": ("np.linalg.matmul(x, y)", (2, 3), (3,)),
+}
+
+
+@pytest.mark.parametrize("name", list(EXTRA_PRODUCTS))
+@pytest.mark.filterwarnings("ignore:Arrays of 2-dimensional vectors:DeprecationWarning")
+def test_more_products(name):
+    expr, sx, sy = EXTRA_PRODUCTS[name]
+    check_grad(source(expr), (random_array(sx, 1), random_array(sy, 2)), wrt=(0, 1))
+
+
+def svd_values(a): return out(np.linalg.svd(a, compute_uv=False))
+def svd_vectors(a):
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    return out(u[:, :1] @ vh[:1, :] * 3.0) + np.sum(s ** 2)
+def svd_square_full(a):
+    res = np.linalg.svd(a)
+    return out(res.U @ np.diag(res.S ** 3) @ res.Vh)
+def svdvals_f(a): return out(np.linalg.svdvals(a))
+def qr_f(a):
+    q, r = np.linalg.qr(a)
+    return out(q * 2.0) + out(r)
+def qr_attrs(a):
+    res = np.linalg.qr(a)
+    return np.sum(res.Q @ res.R * a)
+def pinv_f(a): return out(np.linalg.pinv(a))
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (3, 4), (3, 3)])
+def test_svd_pinv(shape):
+    a = random_array(shape, 31)
+    check_grad(svd_values, (a,))
+    check_grad(svdvals_f, (a,))
+    check_grad(svd_vectors, (a,), rtol=1e-4, atol=1e-6)
+    check_grad(pinv_f, (a,), rtol=1e-4, atol=1e-6)
+    if shape[0] == shape[1]:
+        check_grad(svd_square_full, (a,), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (3, 3)])
+def test_qr(shape):
+    a = random_array(shape, 32) + np.eye(*shape) * 2.0
+    check_grad(qr_f, (a,), rtol=1e-5, atol=1e-6)
+    check_grad(qr_attrs, (a,))
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, -2])
+def test_matrix_power(n):
+    a = random_array((3, 3), 33) * 0.5 + np.eye(3)
+    check_grad(source(f"np.linalg.matrix_power(x, {n})", "x"), (a,))
+
+
+NORMS_API = {
+    "vector_norm": ("np.linalg.vector_norm(x)", (2, 3)),
+    "vector_norm_axis": ("np.linalg.vector_norm(x, axis=(0, 2), keepdims=True)", (2, 3, 2)),
+    "vector_norm_ord1": ("np.linalg.vector_norm(x, axis=-1, ord=1)", (2, 3)),
+    "vector_norm_inf": ("np.linalg.vector_norm(x, ord=np.inf)", (2, 3)),
+    "matrix_norm": ("np.linalg.matrix_norm(x)", (2, 3, 4)),
+    "matrix_norm_nuc": ("np.linalg.matrix_norm(x, ord='nuc', keepdims=True)", (2, 3, 4)),
+}
+
+
+@pytest.mark.parametrize("name", list(NORMS_API))
+def test_array_api_norms(name):
+    expr, shape = NORMS_API[name]
+    check_grad(source(expr, "x"), (random_array(shape, 12),))
+
+
+def inner_output(x, y): return np.inner(x, y)
+def tensordot_output(a, b): return np.tensordot(a, b, 2)
+def einsum_output(a, b): return np.einsum("ij,ij", a, b)
+def kron_output(a, b): return np.kron(a, b) @ np.ones(1)
+
+
+def test_zero_dimensional_products_as_the_function_output():
+    a, b = random_array((3,), 1), random_array((3,), 2)
+    check_grad(inner_output, (a, b), wrt=(0, 1))
+    check_grad(tensordot_output, (random_array((2, 2), 3), random_array((2, 2), 4)), wrt=(0, 1))
+    check_grad(einsum_output, (random_array((2, 2), 5), random_array((2, 2), 6)), wrt=(0, 1))
+    check_grad(kron_output, (random_array((1,), 7), random_array((1,), 8)), wrt=(0, 1))
+
+
+def einsum_sublists(a, b):
+    return out(np.einsum(a, [0, 1], b, [1, 2], [2, 0]))
+
+
+def einsum_sublists_implicit(a, b):
+    return out(np.einsum(a, [Ellipsis, 1], b, [1]))
+
+
+def test_einsum_interleaved_sublist_form():
+    check_grad(einsum_sublists, (random_array((2, 3), 1), random_array((3, 4), 2)), wrt=(0, 1))
+    check_grad(einsum_sublists_implicit, (random_array((2, 3), 3), random_array((3,), 4)),
+               wrt=(0, 1))

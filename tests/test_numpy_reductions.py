@@ -5,7 +5,7 @@ import pytest
 from hypothesis import assume, given
 
 from numpy_support import (FEW, HYP, arrays, axis_and_keepdims, check_grad, distinct_arrays,
-                           ds, hnp, out, positive_arrays, shapes, st)
+                           ds, hnp, out, positive_arrays, random_array, shapes, st)
 
 
 REDUCTIONS = {
@@ -190,3 +190,52 @@ def test_nan_reductions_ignore_nans():
     x = np.array([[1.0, np.nan], [2.0, 3.0]])
     np.testing.assert_array_equal(ds.grad(nan_sum)(x), [[2.0, 0.0], [2.0, 2.0]])
     np.testing.assert_array_equal(ds.grad(nan_mean)(x), [[0.5, 0.0], [0.5, 1.0]])
+
+
+# ------------------------------------------------------------------------ extras
+EXTRAS = {
+    "nanvar": "np.nanvar(x, axis={axis}, keepdims={keepdims})",
+    "nanstd_ddof": "np.nanstd(x, axis={axis}, ddof=1, keepdims={keepdims})",
+    "median": "np.median(x, axis={axis}, keepdims={keepdims})",
+    "quantile": "np.quantile(x, 0.3, axis={axis}, keepdims={keepdims})",
+    "quantile_many": "np.quantile(x, [0.1, 0.5, 0.9], axis={axis}, keepdims={keepdims})",
+    "percentile": "np.percentile(x, 75.0, axis={axis}, keepdims={keepdims})",
+}
+
+
+@pytest.mark.parametrize("name", list(EXTRAS))
+@pytest.mark.parametrize("axis, keepdims", [(None, False), (0, False), (-1, True),
+                                            ((0, 2), False), (1, True)])
+def test_order_statistics_and_nan_moments(name, axis, keepdims):
+    x = random_array((3, 4, 2), 5) + np.arange(24).reshape(3, 4, 2) * 1e-2
+    check_grad(source(EXTRAS[name], axis=axis, keepdims=keepdims), (x,))
+
+
+def nanvar_nan(x): return np.sum(np.nanvar(x, axis=0)) + np.nanstd(x)
+
+
+def test_nan_moments_ignore_nans():
+    x = np.array([[1.0, np.nan], [2.5, 3.0], [0.5, -1.0]])
+    g = ds.grad(nanvar_nan)(x)
+    assert g[0, 1] == 0.0 and np.all(np.isfinite(g))
+    clean = x[:, :1]
+    check_grad(nanvar_nan, (np.hstack([clean, clean * 2.0]),))
+
+
+COVS = ["np.cov(x)", "np.cov(x, rowvar=False)", "np.cov(x, bias=True)", "np.cov(x, ddof=0)",
+        "np.cov(x[0])", "np.corrcoef(x)", "np.corrcoef(x, rowvar=False)"]
+
+
+@pytest.mark.parametrize("expr", COVS)
+def test_covariance_and_correlation(expr):
+    check_grad(f"def F(x):\n    c = {expr}\n    return np.sum(c * (c + 1.0))\n",
+               (random_array((3, 5), 6),))
+
+
+def extrema_of_float(x):
+    return np.max(x) * 2.0 + np.min(x * x) + np.ptp(np.array([x, 1.0]))
+
+
+def test_reductions_of_a_python_float():
+    g = check_grad(extrema_of_float, (0.7,))
+    assert isinstance(g, float)

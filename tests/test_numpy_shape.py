@@ -242,3 +242,43 @@ def conv2d(x, w):
 
 def test_convolution_through_sliding_windows():
     check_grad(conv2d, (random_array((5, 6), 1), random_array((3, 2), 2)), wrt=(0, 1))
+
+
+# ------------------------------------------------------------------------ extras
+EXTRAS = {
+    "rollaxis": "np.rollaxis(x, 2)",
+    "rollaxis_start": "np.rollaxis(x, 0, 2)",
+    "rollaxis_neg": "np.rollaxis(x, -1, 1)",
+    "matrix_transpose": "np.matrix_transpose(x)",
+    "linalg_matrix_transpose": "np.linalg.matrix_transpose(x)",
+    "linalg_trace": "np.linalg.trace(x)",
+    "linalg_trace_offset": "np.linalg.trace(x, offset=1)",
+    "linalg_diagonal": "np.linalg.diagonal(x, offset=-1)",
+}
+
+
+@pytest.mark.parametrize("name", list(EXTRAS))
+def test_more_shape_functions(name):
+    check_grad(source(EXTRAS[name]), (random_array((2, 3, 4), 13),))
+
+
+def mesh_xy(a, b):
+    X, Y = np.meshgrid(a, b)
+    return out(X * Y + X)
+
+
+def mesh_ij3(a, b, c):
+    A, B, C = np.meshgrid(a, b, c, indexing="ij")
+    return out(A * B - C * A)
+
+
+def mesh_sparse(a, b):
+    X, Y = np.meshgrid(a, b, sparse=True)
+    return out(X * Y)
+
+
+def test_meshgrid():
+    a, b, c = random_array((3,), 1), random_array((2,), 2), random_array((4,), 3)
+    check_grad(mesh_xy, (a, b), wrt=(0, 1))
+    check_grad(mesh_ij3, (a, b, c), wrt=(0, 1, 2))
+    check_grad(mesh_sparse, (a, b), wrt=(0, 1))

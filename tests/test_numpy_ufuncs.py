@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 
 from numpy_support import (FEW, HYP, arrays, broadcast_pair, check_grad, ds, nonzero_arrays,
-                           out, positive_arrays, st)
+                           out, positive_arrays, random_array, st)
 
 # --------------------------------------------------------------------------- unary
 def u_square(x): return out(np.square(x))
@@ -261,3 +261,25 @@ def test_closed_forms():
 def lambda_exp2(x): return np.sum(np.exp2(x))
 def lambda_log10(x): return np.sum(np.log10(x))
 def lambda_arccosh(x): return np.sum(np.arccosh(x))
+
+
+# ------------------------------------------------------------------------- extras
+def e_nan_to_num(x): return out(np.nan_to_num(x * 2.0))
+def e_ldexp(x): return out(np.ldexp(x, np.array([1, -2, 3])))
+def e_real_if_close(x): return out(np.real_if_close(x))
+def e_angle_imag(x): return out(np.angle(x) + np.imag(x) + x)
+
+
+@pytest.mark.parametrize("f", [e_nan_to_num, e_ldexp, e_real_if_close, e_angle_imag],
+                         ids=lambda f: f.__name__)
+def test_more_elementwise_functions(f):
+    check_grad(f, (np.array([0.7, -1.3, 0.4]),))
+
+
+def nan_to_num_sum(x): return np.sum(np.nan_to_num(x) * 3.0)
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+def test_nan_to_num_replaced_entries_get_no_adjoint():
+    g = ds.grad(nan_to_num_sum)(np.array([1.0, np.nan, np.inf, -2.0]))
+    np.testing.assert_array_equal(g, [3.0, 0.0, 0.0, 3.0])

@@ -98,15 +98,15 @@ def test_no_rule_and_no_source_is_a_clear_error():
     assert "test_numpy_userrules.py" in message            # points at the user's line
 
 
-def uses_svd(x):
-    return np.sum(np.linalg.svd(x)[1])
+def uses_gradient(x):
+    return np.sum(np.gradient(x)[0])
 
 
 def uses_unique(x):
     return np.sum(np.unique(x))
 
 
-@pytest.mark.parametrize("f", [uses_svd, uses_unique])
+@pytest.mark.parametrize("f", [uses_gradient, uses_unique])
 def test_numpy_function_without_a_rule_is_an_error_not_a_zero(f):
     with pytest.raises(NoRuleError, match="ds.adjoint"):
         ds.grad(f)(random_array((3, 3), 1))

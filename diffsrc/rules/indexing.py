@@ -75,15 +75,18 @@ def interp_rule(y_bar, y, x, xp, fp, *args, **kwargs):
 
 # ------------------------------------------------------- np.r_[...] and np.c_[...]
 def _getitem_lower(low, args, kwargs):
-    """`np.r_[a, b]` / `np.c_[a, b]` are subscripts of constant objects: lowered to
-    np.concatenate / np.column_stack of the items, so the items get their adjoints.
+    """`np.r_[a, b, 1:4]` / `np.c_[a, b]` are subscripts of constant objects: lowered to
+    np.concatenate / np.column_stack of the items (slices become constant ranges), so the
+    items get their adjoints.
     Every other subscript is emitted as is (rules/structures.py has its rule)."""
     container, index = args[0], args[1]
     if isinstance(container, Static) and (container.value is np.r_ or container.value is np.c_):
         items = index.items if isinstance(index, TupleS) else (index,)
-        if any(isinstance(i, Static) and isinstance(i.value, (slice, str)) for i in items):
-            raise low.error(UnsupportedSyntaxError, "np.r_/np.c_ with slices or directive "
-                            "strings in a differentiated function")
+        if any(isinstance(i, Static) and isinstance(i.value, str) for i in items):
+            raise low.error(UnsupportedSyntaxError, "np.r_/np.c_ with a directive string in a "
+                            "differentiated function")
+        items = [Static(container.value[i.value]) if isinstance(i, Static) and
+                 isinstance(i.value, slice) else i for i in items]     # 1:4 -> arange, a constant
         parts = ListS(tuple(low.primitive(np.atleast_1d, [i], {}) for i in items))
         if container.value is np.r_:
             return low.primitive(np.concatenate, [parts], {})

@@ -16,8 +16,9 @@ import operator
 
 import numpy as np
 
+from .lowering_hooks import _emit, static_value
 from .registry import Method, adjoint_rule, register
-from ..frontend.abstract import ListS, TupleS
+from ..frontend.abstract import ListS, Static, TupleS
 from ..runtime import (cholesky_adjoint, convolve_adjoint, cross_adjoint, det_adjoint,
                        dot_left, dot_right, eigh_adjoint, einsum_adjoint, inner_adjoint,
                        inv_adjoint, kron_adjoint, matmul_left, matmul_right,
@@ -63,6 +64,36 @@ def _multi_dot_lower(low, args, kwargs):
 
 register(np.linalg.multi_dot).meta["lower"] = _multi_dot_lower
 
+_LABELS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _einsum_lower(low, args, kwargs):
+    """The interleaved form `einsum(a, [0, 1], b, [1, 2], [0, 2])` with constant sublists
+    is lowered to the subscripts-string form, which the rule handles."""
+    first = args[0] if args else None
+    if not args or (isinstance(first, Static) and isinstance(first.value, str)):
+        return _emit(low, np.einsum, args, kwargs)
+    operands, sublists = list(args[0::2]), list(args[1::2])
+    output = None
+    if len(args) % 2 == 1:
+        output, operands = operands[-1], operands[:-1]
+
+    def term(sublist):
+        labels = static_value(sublist, None)
+        if labels is None:
+            return None
+        return "".join("..." if item is Ellipsis else _LABELS[int(item)] for item in labels)
+
+    terms = [term(s) for s in sublists]
+    out_term = term(output) if output is not None else ""
+    if any(t is None for t in terms) or out_term is None:
+        return _emit(low, np.einsum, args, kwargs)
+    spec = ",".join(terms) + ("->" + out_term if output is not None else "")
+    return low.primitive(np.einsum, [Static(spec)] + operands, kwargs)
+
+
+register(np.einsum).meta["lower"] = _einsum_lower
+
 
 # -------------------------------------------------------------------------- products
 @adjoint_rule(np.matmul, np.linalg.matmul, operator.matmul)
@@ -104,7 +135,8 @@ def tensordot_rule(z_bar, z, a, b, axes=2):
 def einsum_rule(y_bar, y, subscripts, *operands, **kwargs):
     """Each operand's adjoint is another einsum (implicit/explicit output, ellipsis,
     repeated labels such as 'ii->i' or 'ii', labels summed inside one operand).
-    The interleaved `einsum(a, [0, 1], ...)` form is not supported."""
+    The interleaved `einsum(a, [0, 1], b, [1, 2])` form is lowered to this one when its
+    index lists are constants."""
     adjoints = [None]
     for i, operand in enumerate(operands):
         adjoints.append(einsum_adjoint(y_bar, subscripts, operands, i))

@@ -53,7 +53,7 @@ def prod_rule(y_bar, y, x, axis=None, dtype=None, out=None, keepdims=False, **kw
 def extremum_adjoint(y_bar, y, x, axis=None, out=None, keepdims=False, **kwargs):
     """Ties share the adjoint equally (each of k tied maxima gets 1/k of it)."""
     chosen = x == unreduce(y, x, axis, keepdims)
-    count = np.sum(chosen, axis=axis, keepdims=True, dtype=x.dtype)
+    count = np.sum(chosen, axis=axis, keepdims=True, dtype=np.result_type(x))
     return (unreduce(y_bar, x, axis, keepdims) * chosen / count,)
 
 
@@ -63,8 +63,8 @@ def ptp_adjoint(y_bar, y, x, axis=None, out=None, keepdims=False):
     g = unreduce(y_bar, x, axis, keepdims)
     high = x == np.max(x, axis=axis, keepdims=True)
     low = x == np.min(x, axis=axis, keepdims=True)
-    return (g * high / np.sum(high, axis=axis, keepdims=True, dtype=x.dtype)
-            - g * low / np.sum(low, axis=axis, keepdims=True, dtype=x.dtype),)
+    return (g * high / np.sum(high, axis=axis, keepdims=True, dtype=np.result_type(x))
+            - g * low / np.sum(low, axis=axis, keepdims=True, dtype=np.result_type(x)),)
 
 
 @adjoint_rule(np.var, Method("var"))
@@ -99,7 +99,7 @@ def nansum_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, keepdims=False,
 def nanmean_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
     """NaN entries get no adjoint; the others share as in mean over the non-NaN count."""
     valid = ~np.isnan(x)
-    count = np.sum(valid, axis=axis, keepdims=True, dtype=x.dtype)
+    count = np.sum(valid, axis=axis, keepdims=True, dtype=np.result_type(x))
     return (unreduce(y_bar, x, axis, keepdims) * valid / count,)
 
 
