@@ -7,14 +7,12 @@ import functools
 import inspect
 import itertools
 import linecache
-import os
 
 import numpy as np
 
 from . import rules  # noqa: F401  (registers every derivative rule)
 from .codegen.python import generate
-from .errors import (DiffsrcError, NonDifferentiableError, NonScalarOutputError,
-                     TransformError)
+from .errors import NonDifferentiableError, NonScalarOutputError
 from .frontend.lower import lower_function
 from .frontend.parse import function_from_source, parse_function
 from .frontend.trees import build, leaves_of, tree_of
@@ -286,10 +284,10 @@ class GradientFunction:
             raise
         if compiled.plain_floats:
             return (value, grads) if self.with_value else grads
-        if type(value) is not float and np.ndim(value) != 0:
-            code = self.fn.__code__
+        if type(value) is not float and np.size(value) != 1:
+            code = getattr(self.fn, "__code__", None) or self.fn.__call__.__code__
             raise NonScalarOutputError(
-                f"grad needs a scalar output; {self.fn.__name__} returned shape "
+                f"grad needs a scalar output; {getattr(self.fn, '__name__', 'f')} returned shape "
                 f"{np.shape(value)} (use ds.pullback or ds.jacobian)", code.co_filename,
                 code.co_firstlineno)
         if self.single:

@@ -1208,3 +1208,46 @@ def vecdot_adjoint(g, a, b, axis=-1, which=0):
     other = b if which == 0 else a
     ge = np.expand_dims(g, axis if axis < 0 else axis)
     return unbroadcast(ge * other, a if which == 0 else b)
+
+
+def split_like(g, parts, x, axis=0):
+    """`g` cut into pieces shaped like `parts` along `axis` (the adjoint of split_parts)."""
+    if axis == "h":
+        axis = 1 if np.ndim(x) > 1 else 0
+    elif axis == "v":
+        axis = 0
+    elif axis == "d":
+        axis = 2
+    sizes = [np.shape(p)[axis] for p in parts]
+    cuts = np.cumsum(sizes)[:-1]
+    return [piece.reshape(np.shape(p)) for piece, p in zip(np.split(g, cuts, axis=axis), parts)]
+
+
+def restack(pieces, parts, how):
+    """The adjoint of `stack_parts(g, parts, how)`: the pieces joined back."""
+    if how == "flat":
+        return np.concatenate([np.reshape(p, -1) for p in pieces])
+    if how == "h":
+        return np.hstack(list(pieces))
+    if how == "v":
+        return np.vstack(list(pieces))
+    if how == "d":
+        return np.dstack(list(pieces))
+    return np.column_stack(list(pieces))
+
+
+def einsum_apply(subscripts, operands, which=None, replacement=None):
+    """`np.einsum(subscripts, *operands)`, optionally with operand `which` replaced."""
+    ops = list(operands)
+    if which is not None:
+        ops[which] = replacement
+    return np.einsum(subscripts, *ops)
+
+
+def einsum_operand_adjoints(g, subscripts, operands, which, c):
+    """Second order of einsum_adjoint(g, subscripts, operands, which) with cotangent c:
+    the adjoints of the other operands of einsum(subscripts, operands with c at which)."""
+    ops = list(operands)
+    ops[which] = c
+    return tuple(zeros_like(op) if i == which else einsum_adjoint(g, subscripts, ops, i)
+                 for i, op in enumerate(operands))

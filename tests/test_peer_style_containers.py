@@ -27,7 +27,6 @@ except ImportError:  # tests/ turned into a package
 HYP = settings(max_examples=10, deadline=None)
 SORTED = ("diffsrc: sorted(d) over a dict argument -> NoRuleError (sorted(d.keys()) crashes "
           "in runtime.unindex: dict * int)")
-POP_IN_LOOP = "diffsrc: list.pop() inside a loop -> UnsupportedSyntaxError 'list/dict method pop() here'"
 R = np.random.default_rng(99)
 
 
@@ -294,8 +293,6 @@ def test_list_loops():
     check_grad(list_element_assignment, (0.8, -1.3), (0, 1))
 
 
-@pytest.mark.xfail(strict=True, reason="diffsrc: enumerate(zip(...)) crashes in lowering: "
-                   "AttributeError 'ZipS' object has no attribute 'value'")
 @pytest.mark.parametrize("kind", ["list", "array"])
 def test_enumerate_of_zip(kind):
     xs, ws = [0.5, -1.0, 2.0], [1.5, 0.3, -0.2]
@@ -304,7 +301,6 @@ def test_enumerate_of_zip(kind):
     check_grad(zip_enumerate, (xs, ws), (0, 1))
 
 
-@pytest.mark.xfail(strict=True, reason=POP_IN_LOOP)
 def test_append_then_pop_in_while_loop():
     check_grad(append_pop_stack, (0.8,), 0)
 

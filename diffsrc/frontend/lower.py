@@ -9,9 +9,9 @@ their branch; everything else becomes structured `if` / `for` / `while` ops.
 """
 import builtins
 import dataclasses
+import functools
 import inspect
 import itertools
-import math
 import operator
 import re
 import types
@@ -115,6 +115,7 @@ class Lowerer:
         self.fresh = itertools.count()
         self.fixed_loc = False      # rule templates keep the location of the primal statement
         self.frames = []            # callers' frames, whose variables are still alive
+        self.return_loc = None      # where the last `return` lowered was written
         self.view_base = {}         # value id -> the array it is a view of
 
     # ------------------------------------------------------------------ errors
@@ -265,6 +266,7 @@ class Lowerer:
             if not self.fixed_loc:
                 self.b.loc = Location(self.frame.parsed.filename, self.frame.parsed.lineno(stmt))
             if isinstance(stmt, gast.Return):
+                self.return_loc = self.b.loc
                 return self.expr(stmt.value) if stmt.value is not None else Static(None)
             self.stmt(stmt)
         return None
@@ -426,6 +428,8 @@ class Lowerer:
                 raise self.error(TransformError, "starred unpacking of a run-time value")
             return [self.b.call(operator.getitem, [value, self.b.const(i)], kind=None)
                     for i in range(count)]
+        if isinstance(value, ObjS) and issubclass(value.cls, tuple):
+            return list(value.values)                                # a namedtuple
         if isinstance(value, ObjS) and dataclasses.is_dataclass(value.cls):
             return self.iterate_static(self.call(Static(getattr(value.cls, "__iter__")),
                                                  [value], {}), count)
@@ -593,6 +597,7 @@ class Lowerer:
     def static_parts(self, it):
         parts = it.parts if isinstance(it, ZipS) else (it.part,)
         return all(is_structure(p) or (isinstance(p, Static) and not isinstance(p.value, range))
+                   or (isinstance(p, (ZipS, EnumerateS)) and self.static_parts(p))
                    for p in parts)
 
     def static_items(self, it):
@@ -623,12 +628,18 @@ class Lowerer:
             return
 
     def len_of(self, a):
+        if isinstance(a, ZipS):
+            lengths = [self.len_of(p) for p in a.parts]
+            shortest = lengths[0]
+            for n in lengths[1:]:
+                shortest = self.primitive(builtins.min, [shortest, n], {})
+            return shortest
         if isinstance(a, Value):
             return self.b.call(len, [a], hint="n", kind="int")
         return Static(len(children(a)) if is_structure(a) else len(a.value))
 
     def carried_names(self, node):
-        names = assigned_names(node.body)
+        names = list(getattr(node, "carried", ())) + assigned_names(node.body)
         if isinstance(node, gast.For):
             names = assigned_names([gast.Assign(targets=[node.target], value=None,
                                                 type_comment=None)]) + names
@@ -947,6 +958,8 @@ class Lowerer:
                             type_comment=None)
             gast.copy_location(loop, e)
             loop.body = _Thunk(body)
+            loop.carried = [acc] + assigned_names([gast.Assign(targets=[
+                g.target for g in e.generators[level + 1:]], value=None, type_comment=None)])
             self.lower_for(loop)
         generate(0)
         return self.frame.env.pop(acc)
@@ -963,6 +976,8 @@ class Lowerer:
         for kw in e.keywords:
             if kw.arg is None:
                 extra = self.expr(kw.value)
+                if isinstance(extra, Static) and isinstance(extra.value, dict):
+                    extra = DictS(tuple(extra.value), tuple(Static(v) for v in extra.value.values()))
                 if not isinstance(extra, DictS):
                     raise self.error(UnsupportedSyntaxError, "** of a run-time dict", e)
                 kwargs.update(zip(extra.keys, extra.values))
@@ -1077,6 +1092,8 @@ class Lowerer:
         raise self.error(TransformError, f"attribute {name!r} of {describe(obj)}", node)
 
     def index(self, container, index):
+        if isinstance(container, ZipS):
+            return TupleS(tuple(self.index(p, index) for p in container.parts))
         if isinstance(container, (TupleS, ListS)):
             if isinstance(index, Static) and isinstance(index.value, (int, np.integer)):
                 try:
@@ -1093,6 +1110,8 @@ class Lowerer:
                 except KeyError:
                     raise self.error(TransformError, f"key {index.value!r} not in dict") from None
             return self.primitive(operator.getitem, [container, index], {})
+        if isinstance(container, ObjS) and issubclass(container.cls, tuple):
+            return self.index(TupleS(container.values), index)      # a namedtuple
         if isinstance(container, ObjS):
             return self.call_dunder(container, "__getitem__", [index])
         if isinstance(container, Static) and isinstance(index, Static):
@@ -1705,7 +1724,9 @@ def _print(low, args, kwargs):
     return low.opaque(print, args, kwargs)
 
 
-SPECIAL_CALLS = {range: _range, len: _len, builtins.sum: _sum, builtins.min: _minmax(min),
+SPECIAL_CALLS = {registry.is_constant: lambda low, args, kwargs: Static(isinstance(args[0],
+                                                                                  Static)),
+                 range: _range, len: _len, builtins.sum: _sum, builtins.min: _minmax(min),
                  builtins.max: _minmax(max), isinstance: _isinstance, list: _sequence(ListS),
                  tuple: _sequence(TupleS), dict: _dict, getattr: _getattr, hasattr: _hasattr,
                  zip: _zip, enumerate: _enumerate, reversed: _reversed, print: _print}
@@ -1758,9 +1779,16 @@ def lower_function(fn, args, name=None):
     """Lower Python function `fn` for arguments shaped like `args` into an IR Function."""
     if getattr(fn, "__diffsrc_transform__", None) is not None:
         return _lower_transformed(fn, args)
+    prefix, keywords = (), {}
+    if isinstance(fn, functools.partial):          # partial(f, a)(x): a is a constant
+        prefix, keywords, fn = fn.args, dict(fn.keywords), fn.func
+    elif not isinstance(fn, (types.FunctionType, types.MethodType)) and \
+            isinstance(getattr(type(fn), "__call__", None), types.FunctionType):
+        prefix, fn = (fn,), type(fn).__call__      # an object with __call__
     parsed = parse_function(fn)
     node = parsed.node
     arg_names = [a.id for a in list(node.args.posonlyargs) + list(node.args.args)]
+    arg_names = [n for n in arg_names[len(prefix):] if n not in keywords]
     if len(args) > len(arg_names):
         if node.args.vararg is None:
             raise TransformError(f"{parsed.name}() takes {len(arg_names)} positional arguments "
@@ -1790,10 +1818,11 @@ def lower_function(fn, args, name=None):
             a = _replace_leaves(a, mapping)
         abstract_args.append(a)
     low.inlining.append(fn.__code__ if hasattr(fn, "__code__") else None)
-    result = low.inline(parsed, abstract_args, {}, tuple(Static(d) for d in (
-        getattr(fn, "__defaults__", None) or ())))
+    bound = [objectify(Static(p)) for p in prefix] + abstract_args
+    result = low.inline(parsed, bound, {k: Static(v) for k, v in keywords.items()},
+                        tuple(Static(d) for d in (getattr(fn, "__defaults__", None) or ())))
     leaves = []
-    with builder.located(builder.loc):
+    with builder.located(low.return_loc or builder.loc):
         out_tree = result_tree(result, leaves, low)
         builder.op("return", leaves, nresults=0)
     function = Function(name or parsed.name, params, body, arg_names[:len(args)],

@@ -1,4 +1,6 @@
 """Recover the source, syntax tree and name bindings of a Python function."""
+import ast
+import dis
 import inspect
 import itertools
 import linecache
@@ -136,7 +138,31 @@ def _find_lambda(text, code, first):
     if not candidates:
         raise SourceUnavailableError("cannot recover the source of this lambda",
                                      code.co_filename, first)
-    return candidates[0]
+    matching = [c for c in candidates if _same_code(c[0], code)]
+    if len(matching) != 1 and len({ast.unparse(gast.gast_to_ast(c[0])) for c in candidates}) > 1:
+        if not matching:
+            raise SourceUnavailableError("cannot tell which lambda on this line is meant; "
+                                         "give it its own line or a def",
+                                         code.co_filename, first)
+    return (matching or candidates)[0]
+
+
+def _same_code(node, code):
+    """Whether lambda `node` compiles to the same bytecode as `code`."""
+    try:
+        expression = ast.Expression(body=gast.gast_to_ast(node))
+        compiled = compile(ast.fix_missing_locations(expression), "<lambda>", "eval")
+    except (SyntaxError, ValueError, TypeError):
+        return False
+    inner = next((c for c in compiled.co_consts if hasattr(c, "co_code")), None)
+    return inner is not None and _instructions(inner) == _instructions(code)
+
+
+def _instructions(code):
+    """What the code does, ignoring how the compiler chose to fetch methods."""
+    return [(i.opname.replace("LOAD_METHOD", "LOAD_ATTR"),
+             i.argval if not hasattr(i.argval, "co_code") else None)
+            for i in dis.get_instructions(code)]
 
 
 _counter = itertools.count(1)

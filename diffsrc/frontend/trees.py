@@ -68,7 +68,10 @@ def tree_of(value):
         if value.dtype.kind in "iub":
             return Tree("leaf", leaf=("int", value.dtype.str, value.ndim))
         return Tree("leaf", leaf=(kind, value.dtype.str, value.ndim, type(value).__module__))
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+    if isinstance(value, tuple) and hasattr(value, "_fields"):       # a namedtuple
+        return Tree("object", tuple(tree_of(v) for v in value), tuple(value._fields),
+                    cls=type(value))
+    if isinstance(value, tuple):
         return Tree("tuple", tuple(tree_of(v) for v in value), tuple(range(len(value))))
     if isinstance(value, list):
         return Tree("list", tuple(tree_of(v) for v in value), tuple(range(len(value))))
@@ -117,6 +120,8 @@ def build(tree, leaves):
             return parts
         if node.kind == "dict":
             return dict(zip(node.keys, parts))
+        if issubclass(node.cls, tuple):
+            return node.cls(*parts)
         obj = node.cls.__new__(node.cls)
         for key, part in zip(node.keys, parts):
             object.__setattr__(obj, key, part)

@@ -1,8 +1,6 @@
 """Prints IR in the numbered-value notation of the source documents: `%3 = %2 ** 2`."""
 import operator
 
-from .nodes import walk_ops  # noqa: F401  (re-exported for pass debugging)
-
 BINARY_SYMBOLS = {
     operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
     operator.floordiv: "//", operator.mod: "%", operator.pow: "**", operator.matmul: "@",

@@ -127,9 +127,6 @@ def _contains_effect(op):
     return any(has_effect(inner) for region in op.regions for inner in walk_ops(region))
 
 
-_push_cache = {}
-
-
 def _pushes(fn, stack):
     return [op for block in _blocks(fn) for op in walk_ops(block)
             if op.opname == "push" and op.args[0] is stack]

@@ -7,11 +7,11 @@ import operator
 
 import numpy as np
 
-from .registry import adjoint_rule, nondifferentiable, register
+from .registry import adjoint_rule, is_constant, nondifferentiable, register
 from ..runtime import unbroadcast
 
 for _op in (operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv,
-            operator.mod, operator.pow, operator.neg, operator.pos, operator.matmul):
+            operator.mod, operator.pow, operator.neg, operator.pos, operator.matmul, pow):
     register(_op, foldable=True)
 nondifferentiable(operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne,
                   operator.not_, operator.is_, operator.is_not, operator.contains,
@@ -49,10 +49,18 @@ def mod_adjoint(z_bar, z, x, y):
     return unbroadcast(z_bar, x), unbroadcast(-z_bar * ((x - z) / y), y)
 
 
-@adjoint_rule(operator.pow, np.power)
+@adjoint_rule(operator.pow, np.power, pow)
 def pow_adjoint(z_bar, z, x, y):
-    return (unbroadcast(z_bar * y * x ** (y - 1), x),
-            unbroadcast(z_bar * z * np.log(np.where(x > 0, x, 1)), y))
+    """Constant exponents 0, 1 and 2 get the simple forms (x ** -1 fails at x == 0)."""
+    if is_constant(y) and y == 0:
+        dx = None
+    elif is_constant(y) and y == 1:
+        dx = unbroadcast(z_bar, x)
+    elif is_constant(y) and y == 2:
+        dx = unbroadcast(2 * x * z_bar, x)
+    else:
+        dx = unbroadcast(z_bar * y * x ** (y - 1), x)
+    return dx, unbroadcast(z_bar * z * np.log(np.where(x > 0, x, 1)), y)
 
 
 @adjoint_rule(operator.neg, np.negative)

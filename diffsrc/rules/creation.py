@@ -81,9 +81,9 @@ def cast_adjoint(g, y, x):
     return out
 
 
-for _helper in (array_adjoint, cast_adjoint, item_adjoint, linspace_adjoint, _float_like):
+for _helper in (cast_adjoint, item_adjoint, linspace_adjoint, _float_like, cast_like):
     register(_helper)
-nondifferentiable(cast_like)
+register(array_adjoint, result_kind="list")     # a list for a list input: adds up as one
 
 
 # ------------------------------------------------------------------------------ rules
@@ -126,3 +126,21 @@ def linspace_rule(y_bar, y, start, stop, num=50, endpoint=True, retstep=False, d
     """y = start + (stop - start) t with t = i / (num - 1) (or i / num without endpoint)."""
     return (linspace_adjoint(y_bar, start, stop, num, endpoint, axis, 0),
             linspace_adjoint(y_bar, start, stop, num, endpoint, axis, 1))
+
+
+
+@adjoint_rule(cast_adjoint)
+def cast_adjoint_adjoint(c, r, g, y, x):
+    """A cast back: linear in g, its adjoint casts the cotangent to g's dtype."""
+    return (cast_adjoint(c, y, g), None, None)
+
+
+@adjoint_rule(cast_like)
+def cast_like_adjoint(c, r, g, x):
+    return (cast_like(c, g), None)
+
+
+@adjoint_rule(array_adjoint)
+def array_adjoint_adjoint(c, r, g, x):
+    """array_adjoint splits an array adjoint into a nested list; its adjoint re-joins it."""
+    return (np.reshape(np.array(c), np.shape(g)), None)

@@ -16,6 +16,7 @@ from .lowering_hooks import _emit, positional
 from ..errors import UnsupportedSyntaxError
 from .registry import Method, adjoint_rule, register
 from ..frontend.abstract import ListS, Static, TupleS
+from .. import runtime
 from ..runtime import (interp_adjoint, select_adjoint, unpermute, unsort, untake,
                        untake_along_axis)
 
@@ -26,8 +27,9 @@ for _name in ("take", "take_along_axis", "sort", "partition", "select", "interp"
 register(Method("take")).meta["family"] = FAMILY
 register(np.select).meta["lower"] = positional(
     np.select, {"condlist": None, "choicelist": None, "default": 0})
-for _helper in (interp_adjoint, select_adjoint, unpermute, unsort, untake, untake_along_axis):
+for _helper in (interp_adjoint, unpermute, unsort, untake, untake_along_axis):
     register(_helper)
+register(select_adjoint, result_kind="list")
 
 
 @adjoint_rule(np.take, Method("take"))
@@ -95,3 +97,32 @@ def _getitem_lower(low, args, kwargs):
 
 
 register(operator.getitem).meta["lower"] = _getitem_lower
+
+
+
+# ------------------------------------------------------------------------------------------
+# Second order: the scatter-adds above are linear in the adjoint; their adjoint is a gather.
+@adjoint_rule(untake)
+def untake_adjoint(c, r, g, x, indices, axis=None, mode="raise"):
+    return (np.take(c, indices, axis, mode=mode if mode != "raise" else "wrap"), None)
+
+
+@adjoint_rule(untake_along_axis)
+def untake_along_axis_adjoint(c, r, g, x, indices, axis):
+    return (np.take_along_axis(c, indices, axis), None)
+
+
+@adjoint_rule(unsort)
+def unsort_adjoint(c, r, g, x, axis=-1):
+    """The sorting permutation applied to the cotangent."""
+    if axis is None:
+        return (np.take_along_axis(np.ravel(c), np.argsort(np.ravel(x), kind="stable"), 0),
+                None)
+    return (np.take_along_axis(c, np.argsort(x, axis=axis, kind="stable"), axis), None)
+
+
+@adjoint_rule(runtime.unindex)
+def unindex_adjoint(c, r, g, x, index):
+    """runtime.unindex (the adjoint of x[index], rules/structures.py) scatters; the
+    cotangent is gathered back with the same index."""
+    return (c[index], None, None)

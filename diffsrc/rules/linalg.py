@@ -16,7 +16,7 @@ import operator
 
 import numpy as np
 
-from .lowering_hooks import _emit, static_value
+from .lowering_hooks import _emit, is_none, static_value
 from .registry import Method, adjoint_rule, register
 from ..frontend.abstract import ListS, Static, TupleS
 from ..runtime import (cholesky_adjoint, convolve_adjoint, cross_adjoint, det_adjoint,
@@ -24,8 +24,8 @@ from ..runtime import (cholesky_adjoint, convolve_adjoint, cross_adjoint, det_ad
                        inv_adjoint, kron_adjoint, matmul_left, matmul_right,
                        matrix_power_adjoint, norm_adjoint, pinv_adjoint, qr_adjoint,
                        slogdet_adjoint, solve_a_adjoint, solve_b_full, svd_adjoint,
-                       tensordot_adjoint, unbroadcast, vecdot_adjoint, vector_norm_adjoint,
-                       zeros_like)
+                       tensordot_adjoint, unbroadcast, unreduce, vecdot_adjoint,
+                       vector_norm_adjoint, zeros_like, einsum_apply, einsum_operand_adjoints)
 
 FAMILY = "linalg"
 
@@ -45,7 +45,8 @@ for _helper in (cholesky_adjoint, det_adjoint, dot_left, dot_right, eigh_adjoint
                 einsum_adjoint, inner_adjoint, inv_adjoint, kron_adjoint, matmul_left,
                 matmul_right, norm_adjoint, slogdet_adjoint, solve_a_adjoint, solve_b_full,
                 tensordot_adjoint, convolve_adjoint, cross_adjoint, matrix_power_adjoint,
-                pinv_adjoint, qr_adjoint, svd_adjoint, vecdot_adjoint, vector_norm_adjoint):
+                pinv_adjoint, qr_adjoint, svd_adjoint, vecdot_adjoint, vector_norm_adjoint,
+                einsum_apply, einsum_operand_adjoints):
     register(_helper)
 
 
@@ -151,8 +152,9 @@ def kron_rule(z_bar, z, a, b):
 # ---------------------------------------------------------------------- numpy.linalg
 @adjoint_rule(np.linalg.inv)
 def inv_rule(y_bar, y, a):
-    """-inv(a)^T y_bar inv(a)^T."""
-    return (inv_adjoint(y_bar, y),)
+    """-inv(a)^T y_bar inv(a)^T (written with differentiable calls: second order works)."""
+    yt = np.swapaxes(y, -1, -2)
+    return (-(yt @ y_bar @ yt),)
 
 
 @adjoint_rule(np.linalg.solve)
@@ -164,8 +166,9 @@ def solve_rule(x_bar, x, a, b):
 
 @adjoint_rule(np.linalg.det)
 def det_rule(y_bar, y, a):
-    """y_bar det(a) inv(a)^T."""
-    return (det_adjoint(y_bar, y, a),)
+    """y_bar det(a) inv(a)^T (written with differentiable calls: second order works)."""
+    scale = np.expand_dims(y_bar * y, (-1, -2))
+    return (scale * np.swapaxes(np.linalg.inv(a), -1, -2),)
 
 
 @adjoint_rule(np.linalg.slogdet)
@@ -222,6 +225,9 @@ def eigvalsh_rule(w_bar, w, a, UPLO="L"):
 def norm_rule(y_bar, y, x, ord=None, axis=None, keepdims=False):
     """Vector orders 2 (default), 1, inf, -inf, p; matrix orders 'fro', 'nuc', 2, -2,
     1, -1, inf, -inf. x / |x| is taken as 0 at x == 0."""
+    if is_none(ord) or ord == "fro":
+        full = unreduce(y_bar, x, axis, keepdims)
+        return (full * x / unreduce(y + (y == 0), x, axis, keepdims),)
     return (norm_adjoint(y_bar, y, x, ord, axis, keepdims),)
 
 
@@ -321,3 +327,34 @@ def qr_q_adjoint(y_bar, y, result):
 def qr_r_adjoint(y_bar, y, result):
     """`qr(a).R`: the adjoint of that field of the result."""
     return ((zeros_like(result[0]), y_bar),)
+
+
+
+# ------------------------------------------------------------------------------------------
+# Second order: the product adjoints are bilinear (in the adjoint and the other factor).
+@adjoint_rule(inner_adjoint)
+def inner_adjoint_adjoint(c, r, g, a, b, which=0):
+    if which == 0:
+        return np.inner(c, b), None, inner_adjoint(g, c, b, 1)
+    return np.inner(a, c), inner_adjoint(g, a, c, 0), None
+
+
+@adjoint_rule(tensordot_adjoint)
+def tensordot_adjoint_adjoint(c, r, g, a, b, axes=2, which=0):
+    if which == 0:
+        return np.tensordot(c, b, axes), None, tensordot_adjoint(g, c, b, axes, 1)
+    return np.tensordot(a, c, axes), tensordot_adjoint(g, a, c, axes, 0), None
+
+
+@adjoint_rule(kron_adjoint)
+def kron_adjoint_adjoint(c, r, g, a, b, which=0):
+    if which == 0:
+        return np.kron(c, b), None, kron_adjoint(g, c, b, 1)
+    return np.kron(a, c), kron_adjoint(g, a, c, 0), None
+
+
+@adjoint_rule(einsum_adjoint)
+def einsum_adjoint_adjoint(c, r, g, subscripts, operands, which):
+    """<c, einsum_adjoint(g, ..., which)> = <g, einsum(... with c in place of operand which)>."""
+    return (einsum_apply(subscripts, operands, which, c), None,
+            einsum_operand_adjoints(g, subscripts, operands, which, c), None)

@@ -190,3 +190,10 @@ def _corrcoef_lower(low, args, kwargs):
 
 
 register(np.corrcoef).meta["lower"] = _corrcoef_lower
+
+
+
+@adjoint_rule(undiff)
+def undiff_adjoint(c, r, g, x, n=1, axis=-1):
+    """undiff is linear in the adjoint it moves: its own adjoint is np.diff."""
+    return (np.diff(c, n, axis), None)

@@ -98,3 +98,12 @@ def tangent_rule(*fns):
 def nondifferentiable(*fns, **options):
     for fn in fns:
         register(fn, nondiff=True, **options)
+
+
+def is_constant(x):
+    """For rule templates: whether `x` is a constant at the call being differentiated.
+
+    The frontend answers it while transforming (so `if is_constant(y) and y == 2:`
+    folds away); generated code never calls it.
+    """
+    return False

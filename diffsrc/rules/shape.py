@@ -11,8 +11,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .lowering_hooks import each_argument, sequence_of_parts, static_value
 from .registry import Method, adjoint_rule, register
-from ..runtime import (meshgrid_adjoint, ndtuple, rollaxis_adjoint, split_parts, stack_parts, unbroadcast, unconcatenate, undiag,
-                       undiagonal, unpad, unrepeat, unslide, unstack, untile, untrace)
+from ..runtime import (meshgrid_adjoint, ndtuple, restack, rollaxis_adjoint, split_like,
+                       split_parts, stack_parts, unbroadcast, unconcatenate, undiag, undiagonal,
+                       unpad, unrepeat, unslide, unstack, untile, untrace)
 
 FAMILY = "shape"
 
@@ -32,9 +33,11 @@ register(sliding_window_view,
 for _name in "reshape ravel flatten squeeze transpose swapaxes repeat diagonal trace".split():
     register(Method(_name)).meta["family"] = FAMILY
 register(Method("T", attribute=True)).meta["family"] = FAMILY
-for _helper in (meshgrid_adjoint, rollaxis_adjoint, split_parts, stack_parts, unconcatenate, undiag, undiagonal, unpad, unrepeat,
-                unslide, unstack, untile, untrace):
+for _helper in (meshgrid_adjoint, rollaxis_adjoint, split_parts, undiag, undiagonal, unpad,
+                unrepeat, unslide, untile, untrace, restack):
     register(_helper)
+for _helper in (stack_parts, unconcatenate, unstack, split_like):
+    register(_helper, result_kind="list")
 register(ndtuple, foldable=True)
 
 
@@ -286,3 +289,72 @@ def meshgrid_rule(y_bar, y, *xi, indexing="xy", **kwargs):
     for i, x in enumerate(xi):
         adjoints.append(meshgrid_adjoint(y_bar[i], x, indexing, i, len(xi)))
     return tuple(adjoints)
+
+
+# ------------------------------------------------------------------------------------------
+# Second order: the adjoint helpers above are linear in the adjoint they move, so their own
+# adjoint is the forward operation applied to the cotangent (a gather for a scatter-add).
+@adjoint_rule(unconcatenate)
+def unconcatenate_adjoint(c, r, g, parts, axis=0):
+    return (np.concatenate(c, axis=axis), None, None)
+
+
+@adjoint_rule(unstack)
+def unstack_adjoint(c, r, g, count, axis=0):
+    return (np.stack(c, axis=axis), None, None)
+
+
+@adjoint_rule(split_parts)
+def split_parts_adjoint(c, r, g_parts, x, axis=0):
+    return (split_like(c, g_parts, x, axis), None, None)
+
+
+@adjoint_rule(stack_parts)
+def stack_parts_adjoint(c, r, g, parts, how):
+    return (restack(c, parts, how), None, None)
+
+
+@adjoint_rule(split_like)
+def split_like_adjoint(c, r, g, parts, x, axis=0):
+    return (split_parts(c, x, axis), None, None, None)
+
+
+@adjoint_rule(restack)
+def restack_adjoint(c, r, pieces, parts, how):
+    return (stack_parts(c, parts, how), None, None)
+
+
+@adjoint_rule(untile)
+def untile_adjoint(c, r, g, x, reps):
+    return (np.reshape(np.tile(c, reps), np.shape(g)), None, None)
+
+
+@adjoint_rule(unrepeat)
+def unrepeat_adjoint(c, r, g, x, repeats, axis=None):
+    return (np.reshape(np.repeat(c, repeats, axis), np.shape(g)), None, None, None)
+
+
+@adjoint_rule(unpad)
+def unpad_adjoint(c, r, g, x, pad_width, mode="constant"):
+    """Padding with zeros (constant mode) or with copies (the other modes) gathers back."""
+    return (np.pad(c, pad_width, mode=mode), None, None, None)
+
+
+@adjoint_rule(undiag)
+def undiag_adjoint(c, r, g, x, k=0):
+    return (np.diag(c, k), None, None)
+
+
+@adjoint_rule(undiagonal)
+def undiagonal_adjoint(c, r, g, x, offset=0, axis1=0, axis2=1):
+    return (np.diagonal(c, offset, axis1, axis2), None)
+
+
+@adjoint_rule(untrace)
+def untrace_adjoint(c, r, g, x, offset=0, axis1=0, axis2=1):
+    return (np.trace(c, offset, axis1, axis2), None)
+
+
+@adjoint_rule(unslide)
+def unslide_adjoint(c, r, g, x, window_shape, axis=None):
+    return (sliding_window_view(c, window_shape, axis), None)

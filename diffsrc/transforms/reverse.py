@@ -22,7 +22,6 @@ from ..ir import Block, Builder, Value
 from ..ir.nodes import walk_ops, substitute
 from ..ir.printer import callable_name
 from ..rules import registry
-from ..rules.structures import list_append, make_dict, make_list, make_tuple  # noqa: F401
 from .. import runtime
 from ..frontend.abstract import Static, TupleS, ListS
 from ..frontend.lower import Lowerer
@@ -161,7 +160,8 @@ class ReverseTransform:
             return
         fn = op.attrs["fn"]
         entry = registry.lookup(fn)
-        if entry is not None or fn in HARMLESS_OPAQUE or hasattr(fn, "__code__"):
+        if entry is not None or fn in HARMLESS_OPAQUE or hasattr(fn, "__code__") or (
+                isinstance(fn, type) and issubclass(fn, BaseException)):
             return
         raise NoRuleError(f"{callable_name(fn)} receives a differentiated value but has no "
                           "derivative rule (and may modify it in place); register one with "
@@ -201,7 +201,7 @@ class ReverseTransform:
                               op.loc.lineno if op.loc else None)
         lowerer = Lowerer(adj.b)
         lowerer.fixed_loc = True
-        args = [Static(a) for a in ()] + [self.abstract(a) for a in positional]
+        args = [self.abstract(a) for a in positional]
         kwargs = {k: self.abstract(v) for k, v in keyword.items()}
         result = lowerer.call(Static(entry.adjoint), [y_bar, y] + args, kwargs)
         self.distribute(result, positional, adj)
