@@ -94,15 +94,6 @@ def away_from_zero(rng, shape, lo=0.1, hi=2.0):
     return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(lo, hi, size=shape)
 
 
-def core_gap(raises, repro):
-    """A known gap in the core transformer (not in diffsrc.nn), reported with a repro.
-
-    strict: the test fails as soon as the core handles the case (remove the
-    marker then), and any other failure (say, a wrong gradient) still fails.
-    """
-    return pytest.mark.xfail(raises=raises, strict=True, reason=f"core: /tmp/repro_{repro}.py")
-
-
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
@@ -237,7 +228,6 @@ def batch_norm_obj(x, params, state, w, train):
     return np.sum(y * w)
 
 
-@core_gap(ds.TransformError, "static_branch_ndim")  # `if x.ndim == 2` is not folded
 @pytest.mark.parametrize("shape", [(6, 3), (3, 2, 2, 3)])
 @pytest.mark.parametrize("train", [True, False])
 def test_batch_norm_gradients(shape, train, rng):

@@ -525,6 +525,8 @@ class Lowerer:
             return SLOT
         if isinstance(a, ListS) and isinstance(b, ListS) and len(a.items) != len(b.items):
             return LISTSLOT
+        if isinstance(a, TupleS) and isinstance(b, TupleS) and len(a.items) != len(b.items):
+            return SLOT                       # tuples of different lengths: a run-time tuple
         if is_structure(a) and is_structure(b) and same_shape(a, b):
             return rebuild(a, [self.join(x, y) for x, y in zip(children(a), children(b))])
         if a is SLOT or b is SLOT:
