@@ -195,20 +195,32 @@ def _closure_key(fn):
     return tuple(key)
 
 
+_SCALARS = (float, int, bool, np.float64, np.float32, np.float16, np.int64, np.int32)
+
+
 def _fast_key(args):
-    """A cheap cache key for the common case of scalar and ndarray arguments (else None)."""
-    key = []
-    for a in args:
-        t = type(a)
-        if t is float or t is int or t is bool:
-            key.append(t)
-        elif t is np.ndarray:
-            key.append((a.dtype.num, a.ndim))
-        elif isinstance(a, np.generic):
-            key.append(t)
-        else:
-            return None
-    return tuple(key)
+    """A cheap cache key for arrays, scalars, and dicts/lists/tuples of them (else None)."""
+    try:
+        return tuple([_kind(a) for a in args])
+    except _Unkeyed:
+        return None
+
+
+class _Unkeyed(Exception):
+    """An argument the fast key does not describe: the full structure key is used."""
+
+
+def _kind(a):
+    t = type(a)
+    if t is np.ndarray:
+        return (a.dtype.num, a.ndim)
+    if t in _SCALARS:
+        return t
+    if t is dict:
+        return (dict, tuple(a), tuple([_kind(v) for v in a.values()]))
+    if t is list or t is tuple:
+        return (t, tuple([_kind(v) for v in a]))
+    raise _Unkeyed
 
 
 def _returns_python_floats(compiled, args, wrt):
