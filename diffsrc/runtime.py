@@ -1066,7 +1066,7 @@ def cov_adjoint(g, m, rowvar=True, bias=False, ddof=None):
 def pinv_adjoint(g, y, a):
     """The adjoint of `y = np.linalg.pinv(a)` (constant rank; Golub & Pereyra)."""
     g = _arr(g)
-    at, yt = _mT(a), _mT(y)
+    yt = _mT(y)
     m, n = a.shape[-2], a.shape[-1]
     eye_m = np.eye(m, dtype=y.dtype)
     eye_n = np.eye(n, dtype=y.dtype)

@@ -22,7 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import diffsrc  # noqa: E402,F401  (registers every rule)
+import diffsrc  # noqa: E402,F401  (importing it registers every rule)
 from diffsrc import runtime  # noqa: E402
 from diffsrc.rules import registry  # noqa: E402
 from diffsrc.rules.registry import Method  # noqa: E402

@@ -152,3 +152,27 @@ def test_random_calls_are_kept_and_redrawn_each_call():
     x = np.ones(3)
     g1, g2 = ds.grad(draws_change)(x), ds.grad(draws_change)(x)
     assert not np.array_equal(g1, g2)
+
+
+RNG = np.random.default_rng(0)
+
+
+def constant_generator_draw(mu):
+    return np.sum(RNG.normal(mu, 1.0) * 0.0 + mu)
+
+
+@pytest.mark.xfail(strict=True, reason="core: a bound method of a constant np.random.Generator "
+                   "with differentiated parameters is not found in the registry (error)")
+def test_constant_generator_draw_with_differentiated_parameters_is_a_constant():
+    np.testing.assert_array_equal(ds.grad(constant_generator_draw)(np.ones(2)), np.ones(2))
+
+
+def float_of_array(x):
+    return float(x) * 2.0
+
+
+@pytest.mark.xfail(strict=True, reason="core: float(x) of a 0-d array argument gives a Python "
+                   "float gradient instead of a 0-d array")
+def test_float_of_a_zero_dimensional_array_keeps_the_gradient_an_array():
+    g = ds.grad(float_of_array)(np.array(1.5))
+    assert isinstance(g, np.ndarray) and g.shape == () and g == 2.0

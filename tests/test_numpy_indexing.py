@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from numpy_support import FEW, HYP, arrays, check_grad, ds, hnp, out, random_array, shapes, st
+from numpy_support import HYP, arrays, check_grad, ds, hnp, out, random_array, shapes, st
 
 
 def source(expr, params="x"):
@@ -232,3 +232,21 @@ def r_with_range(x): return out(np.r_[x, np.ones(3), 1:4] * np.r_[0:10])
 
 def test_r_with_slices_as_constant_ranges():
     check_grad(r_with_range, (random_array((4,), 25),))
+
+
+class Squares:
+    def __getitem__(self, x):
+        return x * x
+
+
+SQUARES = Squares()
+
+
+def subscript_of_constant_object(x):
+    return SQUARES[x] + 0.0 * x
+
+
+@pytest.mark.xfail(strict=True, reason="core: a subscript of a constant object with a "
+                   "differentiated index gets no adjoint (silently 0)")
+def test_subscript_of_a_constant_object_with_a_differentiated_index():
+    assert ds.grad(subscript_of_constant_object)(3.0) == pytest.approx(6.0)

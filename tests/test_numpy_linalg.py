@@ -3,9 +3,9 @@
 ellipsis), kron, and numpy.linalg inv, solve, det, slogdet, cholesky, norm, eigh."""
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 
-from numpy_support import FEW, HYP, arrays, check_grad, ds, hnp, out, random_array, spd, st
+from numpy_support import HYP, arrays, check_grad, ds, hnp, out, random_array, spd, st
 
 
 def source(expr, params="x, y"):
@@ -236,7 +236,6 @@ def test_tensordot_over_random_axis_pairings(data):
     k = data.draw(st.integers(0, min(na, nb)))
     a_axes = data.draw(st.permutations(range(na)))[:k]
     b_axes = data.draw(st.permutations(range(nb)))[:k]
-    sizes = {}
     sa = [data.draw(st.integers(1, 3)) for _ in range(na)]
     sb = [data.draw(st.integers(1, 3)) for _ in range(nb)]
     for i, j in zip(a_axes, b_axes):

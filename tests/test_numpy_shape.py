@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given
 from numpy.lib.stride_tricks import sliding_window_view
 
-from numpy_support import (FEW, HYP, arrays, check_grad, ds, hnp, out, random_array, shapes,
-                           st)
+from numpy_support import (FEW, HYP, arrays, check_grad, ds, out, random_array, shapes, st)
 
 
 def source(expr, nargs=1):

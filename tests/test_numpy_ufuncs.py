@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 
 from numpy_support import (FEW, HYP, arrays, broadcast_pair, check_grad, ds, nonzero_arrays,
-                           out, positive_arrays, random_array, st)
+                           out, positive_arrays, st)
 
 # --------------------------------------------------------------------------- unary
 def u_square(x): return out(np.square(x))

@@ -16,7 +16,7 @@ that pass through without a derivative.
 import numpy as np
 
 from .lowering_hooks import positional
-from .registry import Method, adjoint_rule, nondifferentiable, register
+from .registry import Method, adjoint_rule, register
 from ..runtime import (array_adjoint, cast_like, item_adjoint, linspace_adjoint, unbroadcast,
                        _float_like)
 

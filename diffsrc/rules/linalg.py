@@ -29,7 +29,8 @@ from ..runtime import (cholesky_adjoint, convolve_adjoint, cross_adjoint, det_ad
 
 FAMILY = "linalg"
 
-for _name in "dot vdot inner outer matmul tensordot einsum kron cross convolve correlate vecdot".split():
+for _name in ("dot vdot inner outer matmul tensordot einsum kron cross convolve correlate "
+              "vecdot").split():
     register(getattr(np, _name), emit=f"np.{_name}").meta["family"] = FAMILY
 for _name in ("inv solve det cholesky norm eigvalsh matmul multi_dot pinv matrix_power "
               "vector_norm matrix_norm outer tensordot vecdot cross svdvals").split():

@@ -179,7 +179,6 @@ def cov_rule(y_bar, y, m, y2=None, rowvar=True, bias=False, ddof=None, **kwargs)
 
 def _corrcoef_lower(low, args, kwargs):
     """np.corrcoef(x) is lowered to cov(x) / sqrt(outer(diag, diag)), differentiable calls."""
-    from ..frontend.abstract import Static
     if len(args) > 1 or set(kwargs) - {"rowvar"}:
         values = [low.value(a) for a in args] + [low.value(v) for v in kwargs.values()]
         return low.b.call(np.corrcoef, values, kwnames=tuple(kwargs))
