@@ -239,3 +239,34 @@ def extrema_of_float(x):
 def test_reductions_of_a_python_float():
     g = check_grad(extrema_of_float, (0.7,))
     assert isinstance(g, float)
+
+
+# --------------------------------------------------------------- where= and initial=
+MASK = np.array([[True, False, True], [False, True, True]])
+WHERE = {
+    "sum": "np.sum(x * x, axis=1, where=MASK)",
+    "sum_method": "(x * x).sum(where=MASK)",
+    "mean": "np.mean(x * x, axis=0, where=MASK)",
+    "prod": "np.prod(x, where=MASK)",
+    "max": "np.max(x, axis=1, where=MASK, initial=-10.0)",
+    "min_initial": "np.min(x, initial=0.8)",
+    "nansum": "np.nansum(x, axis=0, where=MASK)",
+}
+
+
+@pytest.mark.parametrize("name", list(WHERE))
+def test_reductions_with_where_and_initial(name):
+    src = (f"def F(x):\n    MASK = np.array([[True, False, True], [False, True, True]])\n"
+           f"    y = {WHERE[name]}\n    return np.sum(y * (y + 1.0))\n")
+    x = random_array((2, 3), 41, 0.5, 2.0) + np.arange(6).reshape(2, 3) * 0.01
+    g = check_grad(src, (x,))
+    if name.startswith(("sum", "mean", "prod", "nansum")):
+        assert np.all(g[~MASK] == 0)
+
+
+def var_where(x): return np.var(x, where=MASK)
+
+
+def test_var_with_where_is_an_error_not_a_wrong_gradient():
+    with pytest.raises(NotImplementedError, match="where="):
+        ds.grad(var_where)(random_array((2, 3), 1))

@@ -104,3 +104,17 @@ def _is_none_lower(low, args, kwargs):
 
 
 registry.register(is_none).meta["lower"] = _is_none_lower
+
+
+def is_true(x):
+    """In a rule template: is `x` the constant True (a default like `where=True`)?
+    Decided while transforming; a run-time value counts as not True."""
+    return x is True
+
+
+def _is_true_lower(low, args, kwargs):
+    a = args[0]
+    return Static(isinstance(a, Static) and a.value is True)
+
+
+registry.register(is_true).meta["lower"] = _is_true_lower

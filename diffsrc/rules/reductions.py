@@ -12,7 +12,7 @@ Conventions:
 """
 import numpy as np
 
-from .lowering_hooks import is_none, positional
+from .lowering_hooks import is_none, is_true, positional
 from .registry import Method, adjoint_rule, register
 from ..runtime import (average_adjoint, cov_adjoint, cumprod_adjoint, nanvar_adjoint,
                        prod_adjoint, quantile_adjoint, undiff, unreduce)
@@ -33,27 +33,45 @@ for _helper in (average_adjoint, cov_adjoint, cumprod_adjoint, nanvar_adjoint, p
 
 
 @adjoint_rule(np.sum, Method("sum"))
-def sum_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
-    return (unreduce(y_bar, x, axis, keepdims),)
+def sum_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, keepdims=False, initial=None,
+                where=True):
+    """Entries left out by a `where=` mask get no adjoint."""
+    if is_true(where):
+        return (unreduce(y_bar, x, axis, keepdims),)
+    return (unreduce(y_bar, x, axis, keepdims) * where,)
 
 
 @adjoint_rule(np.mean, Method("mean"))
-def mean_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
-    return (unreduce(y_bar, x, axis, keepdims) / (np.size(x) / np.size(y)),)
+def mean_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, keepdims=False, where=True):
+    """1/n each; with a `where=` mask, 1/(entries selected) for the selected ones."""
+    if is_true(where):
+        return (unreduce(y_bar, x, axis, keepdims) / (np.size(x) / np.size(y)),)
+    mask = np.broadcast_to(where, np.shape(x))
+    count = np.sum(mask, axis=axis, keepdims=True, dtype=np.result_type(x))
+    return (unreduce(y_bar, x, axis, keepdims) * mask / count,)
 
 
 @adjoint_rule(np.prod, Method("prod"))
-def prod_rule(y_bar, y, x, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
+def prod_rule(y_bar, y, x, axis=None, dtype=None, out=None, keepdims=False, initial=None,
+              where=True):
     """The product of the other entries, computed without division: exact with zeros."""
-    return (prod_adjoint(y_bar, x, axis, keepdims),)
+    if is_true(where):
+        return (prod_adjoint(y_bar, x, axis, keepdims),)
+    return (prod_adjoint(y_bar, np.where(where, x, 1), axis, keepdims) * where,)
 
 
 @adjoint_rule(np.max, np.amax, np.min, np.amin, np.nanmax, np.nanmin, Method("max"),
               Method("min"))
-def extremum_adjoint(y_bar, y, x, axis=None, out=None, keepdims=False, **kwargs):
-    """Ties share the adjoint equally (each of k tied maxima gets 1/k of it)."""
+def extremum_adjoint(y_bar, y, x, axis=None, out=None, keepdims=False, initial=None,
+                     where=True):
+    """Ties share the adjoint equally (each of k tied maxima gets 1/k of it); entries
+    outside a `where=` mask, and all entries when `initial` wins, get none."""
     chosen = x == unreduce(y, x, axis, keepdims)
+    if not is_true(where):
+        chosen = chosen & where
     count = np.sum(chosen, axis=axis, keepdims=True, dtype=np.result_type(x))
+    if not is_none(initial):
+        count = np.maximum(count, 1)
     return (unreduce(y_bar, x, axis, keepdims) * chosen / count,)
 
 
@@ -69,8 +87,11 @@ def ptp_adjoint(y_bar, y, x, axis=None, out=None, keepdims=False):
 
 @adjoint_rule(np.var, Method("var"))
 def var_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False,
-                correction=None, **kwargs):
-    """2 (x - mean) / (n - ddof); `correction` is NumPy 2's name for ddof."""
+                correction=None, where=True, mean=None):
+    """2 (x - mean) / (n - ddof); `correction` is NumPy 2's name for ddof. The `where=`
+    and `mean=` keywords are not supported (an error when the pullback runs)."""
+    if not is_true(where) or not is_none(mean):
+        raise NotImplementedError("np.var/np.std with where= or mean= have no derivative rule")
     if correction is not None:
         ddof = correction
     centered = x - np.mean(x, axis=axis, keepdims=True)
@@ -80,8 +101,11 @@ def var_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, ddof=0, keepdims=F
 
 @adjoint_rule(np.std, Method("std"))
 def std_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False,
-                correction=None, **kwargs):
-    """(x - mean) / ((n - ddof) std); NaN where std == 0 (a kink of sqrt)."""
+                correction=None, where=True, mean=None):
+    """(x - mean) / ((n - ddof) std); NaN where std == 0 (a kink of sqrt). The `where=`
+    and `mean=` keywords are not supported (an error when the pullback runs)."""
+    if not is_true(where) or not is_none(mean):
+        raise NotImplementedError("np.var/np.std with where= or mean= have no derivative rule")
     if correction is not None:
         ddof = correction
     centered = x - np.mean(x, axis=axis, keepdims=True)
@@ -90,9 +114,12 @@ def std_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, ddof=0, keepdims=F
 
 
 @adjoint_rule(np.nansum)
-def nansum_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
-    """NaN entries are ignored by the sum and get no adjoint."""
-    return (unreduce(y_bar, x, axis, keepdims) * ~np.isnan(x),)
+def nansum_adjoint(y_bar, y, x, axis=None, dtype=None, out=None, keepdims=False, initial=None,
+                   where=True):
+    """NaN entries (and entries outside a `where=` mask) are ignored and get no adjoint."""
+    if is_true(where):
+        return (unreduce(y_bar, x, axis, keepdims) * ~np.isnan(x),)
+    return (unreduce(y_bar, x, axis, keepdims) * (~np.isnan(x) & where),)
 
 
 @adjoint_rule(np.nanmean)
