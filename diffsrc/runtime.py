@@ -825,16 +825,19 @@ def cholesky_adjoint(g, L, upper=False):
 
 
 def eigh_adjoint(g, w, v, uplo="L"):
-    """The adjoint of `w, v = np.linalg.eigh(a, UPLO)` for distinct eigenvalues.
+    """The adjoint of `w, v = np.linalg.eigh(a, UPLO)`.
 
-    Returned on the triangle NumPy reads (see cholesky_adjoint). Degenerate
-    eigenvalues make the eigenvector adjoint undefined (division by zero).
+    Returned on the triangle NumPy reads (see cholesky_adjoint). Pairs of equal
+    eigenvalues contribute nothing to the eigenvector part (1 / (w_j - w_i) is taken
+    as 0 there), so eigenvalue-only adjoints (eigvalsh, symmetric functions of w)
+    are exact even for degenerate spectra; eigenvector adjoints need distinct ones.
     """
     w_bar, v_bar = g
     n = w.shape[-1]
     eye = np.eye(n, dtype=w.dtype)
     diff = w[..., None, :] - w[..., :, None]
-    f = (1 - eye) / (diff + eye)
+    distinct = diff != 0
+    f = np.where(distinct, 1 / np.where(distinct, diff, 1), 0)
     inner = w_bar[..., None, :] * eye + f * (_mT(v) @ v_bar)
     full = v @ inner @ _mT(v)
     sym = 0.5 * (full + _mT(full))
@@ -1251,3 +1254,15 @@ def einsum_operand_adjoints(g, subscripts, operands, which, c):
     ops[which] = c
     return tuple(zeros_like(op) if i == which else einsum_adjoint(g, subscripts, ops, i)
                  for i, op in enumerate(operands))
+
+
+def add_into(acc, index, g):
+    """`acc + unindex(g, acc, index)` computed in place: acc[index] += g (np.add.at for
+    integer-array indices, so repeated indices accumulate)."""
+    if isinstance(acc, list):
+        acc[index] = accumulate(acc[index], g)
+    elif _is_basic(index):
+        acc[index] += g
+    else:
+        np.add.at(acc, index, g)
+    return acc

@@ -250,3 +250,23 @@ def subscript_of_constant_object(x):
                    "differentiated index gets no adjoint (silently 0)")
 def test_subscript_of_a_constant_object_with_a_differentiated_index():
     assert ds.grad(subscript_of_constant_object)(3.0) == pytest.approx(6.0)
+
+
+# ------------------------------------------------------------- hypothesis over shapes
+@HYP
+@given(data=st.data())
+def test_take_and_take_along_axis_over_shapes(data):
+    shape = data.draw(shapes(min_dims=1, max_dims=3, max_side=4), label="shape")
+    x = data.draw(arrays(shape))
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+    n = shape[axis]
+    idx = data.draw(st.lists(st.integers(-n, n - 1), min_size=1, max_size=5), label="idx")
+    check_grad(source(f"np.take(x, {idx!r}, axis={axis})"), (x,))
+    flat = data.draw(st.lists(st.integers(0, x.size - 1), min_size=1, max_size=5))
+    check_grad(source(f"np.take(x, {flat!r})"), (x,))
+    k = data.draw(st.integers(1, 3))
+    along = np.asarray(data.draw(hnp.arrays(np.int64, tuple(k if d == axis % len(shape) else s
+                                                          for d, s in enumerate(shape)),
+                                          elements=st.integers(0, n - 1))))
+    check_grad(source(f"np.take_along_axis(x, np.array({along.tolist()!r}), axis={axis})"),
+               (x,))

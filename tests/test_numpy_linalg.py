@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from numpy_support import HYP, arrays, check_grad, ds, hnp, out, random_array, spd, st
+from numpy_support import (FEW, HYP, arrays, check_grad, ds, hnp, out, random_array, shapes,
+                           spd, st)
 
 
 def source(expr, params="x, y"):
@@ -371,3 +372,72 @@ def test_einsum_interleaved_sublist_form():
     check_grad(einsum_sublists, (random_array((2, 3), 1), random_array((3, 4), 2)), wrt=(0, 1))
     check_grad(einsum_sublists_implicit, (random_array((2, 3), 3), random_array((3,), 4)),
                wrt=(0, 1))
+
+
+# ------------------------------------------------------------- hypothesis over shapes
+@FEW
+@given(data=st.data())
+def test_linalg_functions_over_sizes_and_batches(data):
+    n = data.draw(st.integers(1, 4), label="n")
+    batch = data.draw(st.lists(st.integers(1, 2), max_size=1).map(tuple), label="batch")
+    a = data.draw(arrays(batch + (n, n), -1.0, 1.0)) + 3.0 * np.eye(n)
+    check_grad(inv_f, (a,))
+    check_grad(source("np.linalg.det(x)", "x"), (a,))
+    check_grad(source("np.linalg.slogdet(x)[1]", "x"), (a,))
+    k = data.draw(st.integers(1, 3))
+    b = data.draw(arrays(batch + (n, k)))
+    check_grad(solve_mat, (a, b), wrt=(0, 1))
+    s = a @ np.swapaxes(a, -1, -2)
+    check_grad(source("np.linalg.cholesky(x)", "x"), (s,))
+    check_grad(source("np.linalg.eigvalsh(x)", "x"), (s,), rtol=1e-4, atol=1e-6)
+
+
+@HYP
+@given(data=st.data())
+def test_vector_and_matrix_norms_over_shapes(data):
+    shape = data.draw(shapes(min_dims=1, max_dims=3, max_side=4), label="shape")
+    x = data.draw(nonzero_like(shape))
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+    order = data.draw(st.sampled_from([None, 1, 2, 3, np.inf]), label="ord")
+    keepdims = data.draw(st.booleans())
+    check_grad(source(f"np.linalg.norm(x, {order!r}, axis={axis}, keepdims={keepdims})"
+                      .replace("inf", "np.inf"), "x"), (x,), rtol=1e-4, atol=1e-6)
+    if len(shape) >= 2:
+        order = data.draw(st.sampled_from(["fro", "nuc", 1, np.inf]), label="matrix ord")
+        check_grad(source(f"np.linalg.norm(x, {order!r}, axis=(0, -1))".replace("inf",
+                                                                                "np.inf"),
+                          "x"), (x,), rtol=1e-4, atol=1e-6)
+
+
+def nonzero_like(shape):
+    """Entries with distinct magnitudes (no ties for the inf/1-norms) away from 0."""
+    def spread(a):
+        size = a.size
+        mags = 0.3 + 0.15 * np.random.default_rng(size).permutation(size)
+        return (np.sign(a.reshape(-1) + 1e-9) * mags).reshape(a.shape)
+    return arrays(shape).map(spread)
+
+
+@HYP
+@given(data=st.data())
+def test_small_products_over_shapes(data):
+    sx = data.draw(shapes(min_dims=0, max_dims=2, max_side=3), label="sx")
+    sy = data.draw(shapes(min_dims=0, max_dims=2, max_side=3), label="sy")
+    x, y = data.draw(arrays(sx)), data.draw(arrays(sy))
+    check_grad(source("np.outer(x, y)"), (x, y), wrt=(0, 1))
+    check_grad(source("np.kron(x, y)"), (x, y), wrt=(0, 1))
+    if (sx[-1:] or (1,)) == (sy[-1:] or (1,)) or not sx or not sy:
+        check_grad(source("np.inner(x, y)"), (x, y), wrt=(0, 1))
+    if x.size == y.size:
+        check_grad(source("np.vdot(x, y)"), (x, y), wrt=(0, 1))
+    if not sx or not sy or sx[-1] == sy[0 if len(sy) == 1 else -2]:
+        check_grad(source("np.dot(x, y)"), (x, y), wrt=(0, 1))
+
+
+def eig_sum_sq(a): return np.sum(np.linalg.eigvalsh(a) ** 2)
+
+
+def test_eigenvalue_adjoints_are_exact_for_degenerate_spectra():
+    a = 2.0 * np.eye(3)
+    np.testing.assert_allclose(ds.grad(eig_sum_sq)(a), np.tril(2 * 2.0 * np.eye(3)) * 1.0)
+    check_grad(eigvalsh_f, (np.diag([1.0, 1.0, 3.0]),))     # symmetric in the eigenvalues

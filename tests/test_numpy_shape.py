@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from numpy.lib.stride_tricks import sliding_window_view
 
-from numpy_support import (FEW, HYP, arrays, check_grad, ds, out, random_array, shapes, st)
+from numpy_support import FEW, HYP, arrays, check_grad, ds, out, random_array, shapes, st
 
 
 def source(expr, nargs=1):
@@ -281,3 +281,50 @@ def test_meshgrid():
     check_grad(mesh_xy, (a, b), wrt=(0, 1))
     check_grad(mesh_ij3, (a, b, c), wrt=(0, 1, 2))
     check_grad(mesh_sparse, (a, b), wrt=(0, 1))
+
+
+# ------------------------------------------------------------- hypothesis over shapes
+@HYP
+@given(data=st.data())
+def test_diagonals_over_shapes(data):
+    n, m = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    lead = data.draw(st.lists(st.integers(1, 2), max_size=1).map(tuple))
+    x = data.draw(arrays(lead + (n, m)))
+    k = data.draw(st.integers(-(n - 1), m - 1), label="k")
+    a1, a2 = len(lead), len(lead) + 1
+    check_grad(source(f"np.diagonal(x, {k}, {a1}, {a2})"), (x,))
+    check_grad(source(f"np.trace(x, {k}, {a1}, {a2})"), (x,))
+    check_grad(source(f"np.triu(x, {k})"), (x,))
+    check_grad(source(f"np.tril(x, {k})"), (x,))
+    if not lead:
+        check_grad(source(f"np.diag(x, {k})"), (x,))
+        check_grad(source(f"np.diag(x[0], {k})"), (x,))
+
+
+@HYP
+@given(data=st.data())
+def test_squeeze_expand_atleast_over_shapes(data):
+    shape = data.draw(shapes(min_dims=0, max_dims=3, max_side=3), label="shape")
+    x = data.draw(arrays(shape))
+    axis = data.draw(st.integers(-len(shape) - 1, len(shape)), label="axis")
+    check_grad(source(f"np.expand_dims(x, {axis})"), (x,))
+    check_grad(source("np.squeeze(x)"), (x,))
+    check_grad(source("np.atleast_1d(x)"), (x,))
+    check_grad(source("np.atleast_2d(x)"), (x,))
+    check_grad(source("np.ravel(x)"), (x,))
+
+
+@HYP
+@given(data=st.data())
+def test_splits_and_stacks_over_shapes(data):
+    shape = data.draw(shapes(min_dims=1, max_dims=3, max_side=5), label="shape")
+    x = data.draw(arrays(shape))
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+    n = shape[axis]
+    sections = data.draw(st.integers(1, 4))
+    check_grad(source(f"np.concatenate(np.array_split(x, {sections}, axis={axis})[::-1], "
+                      f"axis={axis})"), (x,))
+    cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=3)))
+    check_grad(source(f"np.split(x, {cuts!r}, axis={axis})[-1]"), (x,))
+    check_grad(source("np.hstack([x, x * 2.0])"), (x,))
+    check_grad(source("np.vstack([x, x * 2.0])"), (x,))

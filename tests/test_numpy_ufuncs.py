@@ -116,8 +116,9 @@ ZERO = [z_sign, z_floor, z_ceil, z_round, z_around, z_rint, z_trunc, z_fix, z_ro
 @FEW
 @given(x=nonzero_arrays(lo=0.1, hi=3.0))
 def test_piecewise_constant_functions_have_zero_derivative(f, x):
-    frac = np.abs(x * 10 - np.round(x * 10))
-    assume(np.min(frac) > 1e-2)        # away from the jumps of round(x, 1), floor, ...
+    frac = np.abs(x * 20 - np.round(x * 20))
+    assume(np.min(frac) > 2e-2)        # away from the jumps of floor/round (x and 10x at
+    #                                    integers and half-integers)
     g = check_grad(f, (x,))
     step = {z_sign: np.sign, z_floor: np.floor, z_ceil: np.ceil, z_round: np.round,
             z_rint: np.rint, z_trunc: np.trunc, z_fix: np.fix, z_round_method: np.round,

@@ -210,8 +210,9 @@ def cholesky_rule(l_bar, l, a, upper=False):
 
 @adjoint_rule(np.linalg.eigh)
 def eigh_rule(y_bar, y, a, UPLO="L"):
-    """V (diag(w_bar) + F o (V^T V_bar)) V^T with F_ij = 1 / (w_j - w_i); distinct
-    eigenvalues; exact on the triangle NumPy reads."""
+    """V (diag(w_bar) + F o (V^T V_bar)) V^T with F_ij = 1 / (w_j - w_i) (0 for equal
+    eigenvalues, so eigenvalue-only adjoints are exact for degenerate spectra);
+    exact on the triangle NumPy reads."""
     return (eigh_adjoint(y_bar, y[0], y[1], UPLO),)
 
 
