@@ -66,7 +66,7 @@ def transform(fn, args, wrt, mode, optimize=True, trace=None):
     ir_function = lower_function(fn, args)
     verify(ir_function)
     if optimize:
-        run_passes(ir_function, trace)
+        run_passes(ir_function, trace, final=mode not in ("grad", "pullback"))
     if mode == "grad" and ir_function.out_tree.kind != "leaf":
         raise NonScalarOutputError(
             f"grad needs a function returning one scalar; {ir_function.name} returns a "

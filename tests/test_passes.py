@@ -10,7 +10,7 @@ import diffsrc as ds
 from diffsrc.api import seed_with_one, transform
 from diffsrc.frontend.lower import lower_function
 from diffsrc.ir import format_function, verify
-from diffsrc.passes import PIPELINE, optimize
+from diffsrc.passes import FINAL, optimize
 from diffsrc.passes.simplify import simplify
 from diffsrc.transforms.reverse import reverse
 
@@ -109,7 +109,7 @@ def test_every_pass_output_verifies_and_can_be_printed(fn, args):
     seed_with_one(function)
     seen = []
     optimize(function, trace=lambda name, text: seen.append((name, text)))
-    assert [name for name, _ in seen] == [name for name, _ in PIPELINE]
+    assert [name for name, _ in seen] == [name for name, _ in FINAL]
     assert all("%" in text and "pullback(" in text for _, text in seen)
     verify(function)
 

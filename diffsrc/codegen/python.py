@@ -320,6 +320,8 @@ class Codegen:
             for region in op.regions:
                 for k, y in enumerate(region.ops[-1].args):
                     link(y, op.results[k])
+        elif op.opname == "call" and op.attrs.get("inplace"):
+            link(op.result, op.args[0])
         elif op.opname == "pop":               # a popped value keeps its pushed name
             for push in self.pushes.get(op.args[0].id, ()):
                 for popped, pushed in zip(op.results, push.args[1:]):
@@ -485,7 +487,9 @@ class Codegen:
         loc = op.loc
         if name == "const" or (op.results and all(r.id in self.inline for r in op.results)):
             return
-        if name == "call":
+        if name == "call" and op.attrs.get("inplace"):
+            self.emit_in_place(op, depth, loc)
+        elif name == "call":
             expr = self.call_expr(op)
             if self.uses.get(op.result.id):
                 self.emit(f"{self.name(op.result)} = {expr.text}", depth, loc)
@@ -546,6 +550,22 @@ class Codegen:
             pass
         else:
             raise AssertionError(f"codegen cannot emit {name}")
+
+    def emit_in_place(self, op, depth, loc):
+        """`x[index] = v` (or a scatter-add) for an update the in-place pass proved
+        unobservable: the result is the same array, under the same name when possible."""
+        x, index, value = op.args
+        target = self.name(op.result) if op.result.id in self.namer.names else None
+        source = self.ref(x).text
+        if target is not None and target != source:
+            self.emit(f"{target} = {source}", depth, loc)
+            source = target
+        if op.attrs["fn"] is runtime.add_into:     # rebinding keeps it readable as a value
+            self.namespace["add_into"] = runtime.add_into
+            self.emit(f"{source} = add_into({source}, {self.ref(index).text}, "
+                      f"{self.ref(value).text})", depth, loc)
+        else:
+            self.emit(f"{source}[{self.index(index)}] = {self.ref(value).text}", depth, loc)
 
     def pack_expr(self, tree, source, parts):
         """A gradient with the structure of the argument `source` (an access expression)."""

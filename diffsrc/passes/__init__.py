@@ -5,15 +5,19 @@
 from ..ir import format_function, verify
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
+from .inplace import update_in_place
 from .simplify import simplify
 
 PIPELINE = (("simplify", simplify), ("cse", eliminate_common_subexpressions),
             ("dce", eliminate_dead_code))
+# In-place updates are decided last, once every reader of every array (the pullback's
+# included) is in the IR.
+FINAL = PIPELINE + (("inplace", update_in_place), ("dce after inplace", eliminate_dead_code))
 
 
-def optimize(fn, trace=None):
+def optimize(fn, trace=None, final=True):
     """Run every pass, verifying the IR after each; `trace(name, text)` sees each result."""
-    for name, run in PIPELINE:
+    for name, run in (FINAL if final else PIPELINE):
         run(fn)
         verify(fn)
         if trace is not None:

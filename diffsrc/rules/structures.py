@@ -1,6 +1,8 @@
 """Containers built at run time: tuples, lists and dicts, item access and update."""
 import operator
 
+import numpy as np
+
 from .registry import adjoint_rule, register
 from .. import runtime
 
@@ -73,8 +75,18 @@ def getitem_adjoint(y_bar, y, x, index):
 
 @adjoint_rule(runtime.index_update)
 def index_update_adjoint(y_bar, y, x, index, v):
-    return (runtime.index_update(y_bar, index, 0.0), None,
-            runtime.unbroadcast(y_bar[index], v))
+    """v's adjoint is read (as a copy) before the slot is zeroed, so both may share y_bar."""
+    v_bar = runtime.unbroadcast(np.copy(y_bar[index]), v)
+    return (runtime.index_update(y_bar, index, 0.0), None, v_bar)
+
+
+register(runtime.add_into)
+
+
+@adjoint_rule(runtime.add_into)
+def add_into_adjoint(y_bar, y, acc, index, g):
+    """add_into(acc, index, g) is acc + unindex(g, acc, index), read back from generated code."""
+    return y_bar, None, runtime.unbroadcast(y_bar[index], g)
 
 
 @adjoint_rule(runtime.accumulate)

@@ -1,0 +1,178 @@
+"""In-place updates: `x[i] = v` writes into x when nobody can tell the difference.
+
+The frontend turns `x[i] = v` into a functional `index_update(x, i, v)` (a copy),
+which keeps derivatives simple but makes a loop that fills an array
+quadratic. This pass marks an update in place when
+
+* `x` was allocated by this function (zeros, arithmetic, a copy, ...) and is
+  defined in the same block as the update (never a loop-invariant outer value,
+  which the next iteration would see modified);
+* neither `x` nor anything that may share its memory (a view, a slice, an
+  unbroadcast of it) is read after the update: not later in the block, not in
+  a nested or enclosing region, not by the pullback, not kept on a loop tape;
+* if `x` is a loop-carried value, its initial value is owned and used only by
+  that loop.
+
+Codegen then writes `x[i] = v` instead of copying.
+"""
+import operator
+
+import numpy as np
+
+from ..ir.nodes import walk_ops
+from ..rules.registry import Method
+from .. import runtime
+
+FRESH = {np.zeros, np.ones, np.empty, np.full, np.zeros_like, np.ones_like, np.empty_like,
+         np.full_like, np.array, np.copy, np.eye, np.arange, np.linspace, Method("copy"),
+         Method("astype"), operator.add, operator.sub, operator.mul, operator.truediv,
+         operator.neg, operator.pow, operator.matmul, np.add, np.subtract, np.multiply,
+         np.divide, np.exp, np.log, np.tanh, np.sin, np.cos, np.sqrt, np.maximum, np.minimum,
+         np.where, np.concatenate, np.stack, runtime.unreduce, runtime.unindex,
+         runtime.zeros_like, runtime.index_update}
+SHARING = {operator.getitem, np.reshape, np.transpose, np.ravel, np.squeeze, np.expand_dims,
+           np.broadcast_to, np.asarray, np.atleast_1d, np.atleast_2d, runtime.unbroadcast,
+           Method("reshape"), Method("T", attribute=True), Method("transpose"),
+           Method("ravel"), Method("squeeze"), Method("view"), Method("swapaxes")}
+
+
+# (callable, argument position) pairs that read only an array's shape and dtype, which an
+# in-place update never changes.
+SHAPE_ONLY = {(runtime.unbroadcast, 1), (runtime.unindex, 1), (runtime.unreduce, 1),
+              (runtime.zeros_like, 0), (np.shape, 0), (len, 0), (np.ndim, 0), (np.size, 0),
+              (Method("shape", attribute=True), 0), (Method("ndim", attribute=True), 0),
+              (Method("dtype", attribute=True), 0), (runtime.cast_like, 1)}
+
+
+def _fn(op):
+    return op.attrs.get("fn") if op is not None and op.opname == "call" else None
+
+
+def _in(fn, table):
+    try:
+        return fn in table
+    except TypeError:
+        return False
+
+
+class InPlace:
+    def __init__(self, fn):
+        self.fn = fn
+        self.blocks = [fn.body] + ([fn.pullback] if getattr(fn, "pullback", None) else [])
+        self.defs, self.block_of, self.uses, self.param_of, self.op_block = {}, {}, {}, {}, {}
+        for block in self.blocks:
+            self.index(block)
+
+    def index(self, block):
+        """Where every value is defined and used, and which loop carries each parameter."""
+        for p in block.params:
+            self.block_of[p.id] = block
+        for op in block.ops:
+            self.op_block[id(op)] = block
+            for a in op.args:
+                self.uses.setdefault(a.id, []).append(op)
+            for r in op.results:
+                self.defs[r.id] = op
+                self.block_of[r.id] = block
+            if op.opname in ("for", "while"):
+                body = op.regions[-1]
+                first = 1 if op.opname == "for" else 0
+                for k, p in enumerate(body.params[first:]):
+                    self.param_of[p.id] = (op, k)
+            for region in op.regions:
+                self.index(region)
+
+    def owned(self, v, seen=()):
+        if v.id in seen:
+            return True
+        op = self.defs.get(v.id)
+        if op is not None:
+            if op.opname == "if":            # owned on whichever branch ran
+                k = op.results.index(v)
+                return all(self.owned(region.ops[-1].args[k], seen + (v.id,))
+                           for region in op.regions)
+            if op.opname in ("for", "while"):
+                body = op.regions[-1]
+                first = 1 if op.opname == "for" else 0
+                return self.owned(body.params[first + op.results.index(v)], seen + (v.id,))
+            return _in(_fn(op), FRESH)
+        if v.id in self.param_of:
+            loop, k = self.param_of[v.id]
+            inits = loop.args[3:] if loop.opname == "for" else loop.args
+            body = loop.regions[-1]
+            init = inits[k]
+            return (self.owned(init, seen + (v.id,)) and len(self.uses.get(init.id, [])) == 1
+                    and self.owned(body.ops[-1].args[k], seen + (v.id,)))
+        return False
+
+    def sharing(self, v):
+        """`v` and every value that may share its memory through views."""
+        group, work = [v], [v]
+        while work:
+            current = work.pop()
+            for use in self.uses.get(current.id, []):
+                if _in(_fn(use), SHARING) and use.args[0] is current and use.result not in group:
+                    group.append(use.result)
+                    work.append(use.result)
+        return group
+
+    def shape_only(self, value, use):
+        """Whether `use` reads only the shape/dtype of `value` (directly or from a tape)."""
+        fn = _fn(use)
+        if fn is not None and all(_in((fn, k), SHAPE_ONLY)
+                                  for k, a in enumerate(use.args) if a is value):
+            return True
+        if use.opname == "push":
+            slots = [k for k, a in enumerate(use.args[1:]) if a is value]
+            for pop in self.uses.get(use.args[0].id, []):
+                if pop.opname != "pop":
+                    continue
+                for k in slots:
+                    popped = pop.results[k]
+                    if not all(self.shape_only(popped, u)
+                               for u in self.uses.get(popped.id, [])):
+                        return False
+            return True
+        return False
+
+    def can_update_in_place(self, op):
+        x = op.args[0]
+        block = self.op_block[id(op)]
+        if self.block_of.get(x.id) is not block or not self.owned(x):
+            return False
+        position = block.ops.index(op)
+        for value in self.sharing(x):
+            for use in self.uses.get(value.id, []):
+                if use is op or self.shape_only(value, use):
+                    continue
+                if self.op_block.get(id(use)) is not block or block.ops.index(use) > position \
+                        or use.opname in ("push", "yield", "return"):
+                    return False
+        return True
+
+    def run(self):
+        for block in self.blocks:
+            for op in walk_ops(block):
+                if _fn(op) is runtime.index_update and self.can_update_in_place(op):
+                    op.attrs["inplace"] = True
+                elif _fn(op) is operator.add:
+                    self.scatter_in_place(op)
+        return self.fn
+
+    def scatter_in_place(self, op):
+        """acc + unindex(g, x, index) -> add_into(acc, index, g), when acc may be updated."""
+        acc, other = op.args
+        scatter = self.defs.get(other.id)
+        if _fn(scatter) is not runtime.unindex or len(self.uses.get(other.id, [])) != 1 or \
+                len(scatter.args) != 3:
+            return
+        g, x, index = scatter.args
+        if self.owned(acc) and self.can_update_in_place(op):
+            op.attrs["fn"] = runtime.add_into
+            op.args = [acc, index, g]
+            op.attrs["inplace"] = True
+            self.uses[other.id].remove(op)
+
+
+def update_in_place(fn):
+    return InPlace(fn).run()
