@@ -40,11 +40,11 @@ FENCE = re.compile(r"^```(python|console) exec([^\n]*)\n(.*?)^```[ \t]*$", re.M 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-PLOTS = os.path.join(ROOT, "examples", "out")
+PLOTS = os.path.join(ROOT, "docs", "plots")   # copied from examples/out/ after full runs
 
 
 def example_plots(stem):
-    """Plots an example wrote to examples/out/ (full runs, not --smoke), if it was run."""
+    """The plots a full run of an example wrote (kept in docs/plots/)."""
     if not os.path.isdir(PLOTS):
         return []
     return sorted(p for p in os.listdir(PLOTS) if p.startswith(stem + "_") and
@@ -52,7 +52,7 @@ def example_plots(stem):
 
 
 def on_files(files, config):
-    """Publish the example plots that exist (examples/out/ is not in git)."""
+    """Publish the example plots under example-plots/."""
     from mkdocs.structure.files import File
     for name in sorted(os.listdir(PLOTS)) if os.path.isdir(PLOTS) else []:
         if name.endswith(".png") and "_smoke" not in name:
