@@ -18,10 +18,11 @@ except ImportError:  # tests/ used as a package
 import diffsrc as ds
 
 # small and quick: the whole NumPy suite stays well under a minute and a half
-HYP = settings(max_examples=12, deadline=None,
+# derandomize: the examples are the same on every run, so a shared suite is never flaky
+HYP = settings(max_examples=12, deadline=None, derandomize=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                       HealthCheck.data_too_large])
-FEW = settings(max_examples=6, deadline=None,
+FEW = settings(max_examples=6, deadline=None, derandomize=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                       HealthCheck.data_too_large])
 TOL = dict(rtol=1e-5, atol=1e-6)
