@@ -1266,3 +1266,12 @@ def add_into(acc, index, g):
     else:
         np.add.at(acc, index, g)
     return acc
+
+
+def cast_adjoint(g, y, x):
+    """The adjoint of a cast `y = x.astype(...)`: cast back to x's dtype; zero when the
+    cast went to an integer or bool dtype (rounding has no derivative)."""
+    out = cast_like(g, x)
+    if getattr(y, "dtype", None) is not None and y.dtype.kind not in "fc" and out is not None:
+        out = out * 0
+    return out

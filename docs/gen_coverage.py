@@ -275,6 +275,20 @@ def generate():
         lines.append("|---|---|---|---|")
         lines.extend(rows)
         lines.append("")
+    lines.append("## Second order\n")
+    lines.append("A pullback calls the helpers of `diffsrc.runtime` named below. Those with a "
+                 "rule of their own can be differentiated again (gradients of gradients, "
+                 "Hessian-vector products); a pullback that calls one without a rule raises "
+                 "`NoRuleError` when differentiated again.\n")
+    with_rule, without = [], []
+    for entry in registry.PRIMITIVES.values():
+        fn = entry.fn
+        if getattr(fn, "__module__", None) != runtime.__name__ or entry.nondiff or \
+                entry.foldable or entry.effect or fn.__name__.startswith("_"):
+            continue
+        (with_rule if entry.adjoint is not None else without).append(f"`{fn.__name__}`")
+    lines.append("With a rule: " + ", ".join(sorted(with_rule)) + ".\n")
+    lines.append("First order only: " + ", ".join(sorted(without)) + ".\n")
     if missing:
         lines.append("## Gaps\n")
         lines.append("Listed but without a rule: " + ", ".join(f"`{m}`" for m in missing))

@@ -66,3 +66,26 @@ def test_hessian_vector_products_match_finite_differences(name):
     analytic = ds.grad(hvp)(x)
     numeric = numeric_grad(hvp, (x,), 0, eps=1e-5)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-4, atol=1e-5)
+
+
+MORE = {
+    "convolve": "np.convolve(x[0] * x[1], x[2], 'same')",
+    "correlate": "np.correlate(x[0] * x[1], x[2][:2], 'full')",
+    "vecdot": "np.vecdot(x * x, x[0])",
+    "cross": "np.cross(x * x, x[1])",
+    "rollaxis": "np.rollaxis((x * x)[None], 2)",
+    "item": "(x[0, :1] * x[1, :1]).item() * x",
+}
+
+
+@pytest.mark.parametrize("name", list(MORE))
+def test_more_hessian_vector_products(name):
+    df = ds.grad(source(MORE[name]))
+    v = random_array((3, 3), 3)
+
+    def hvp(x):
+        return np.sum(df(x) * v)
+
+    x = random_array((3, 3), 4, -1.4, 1.4)
+    np.testing.assert_allclose(ds.grad(hvp)(x), numeric_grad(hvp, (x,), 0, eps=1e-5),
+                               rtol=1e-4, atol=1e-5)

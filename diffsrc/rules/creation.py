@@ -17,8 +17,8 @@ import numpy as np
 
 from .lowering_hooks import positional
 from .registry import Method, adjoint_rule, register
-from ..runtime import (array_adjoint, cast_like, item_adjoint, linspace_adjoint, unbroadcast,
-                       _float_like)
+from ..runtime import (array_adjoint, cast_adjoint, cast_like, item_adjoint, linspace_adjoint,
+                       unbroadcast, _float_like)
 
 FAMILY = "creation"
 
@@ -70,15 +70,6 @@ for _name in GENERATOR_METHODS:
     if hasattr(np.ndarray, _name):
         continue
     register(Method(_name), nondiff=True, effect=True).meta["family"] = FAMILY
-
-
-def cast_adjoint(g, y, x):
-    """The adjoint of a cast `y = x.astype(...)`: cast back to x's dtype; zero when the
-    cast went to an integer or bool dtype (rounding has no derivative)."""
-    out = cast_like(g, x)
-    if getattr(y, "dtype", None) is not None and y.dtype.kind not in "fc" and out is not None:
-        out = out * 0
-    return out
 
 
 for _helper in (cast_adjoint, item_adjoint, linspace_adjoint, _float_like, cast_like):
@@ -144,3 +135,10 @@ def cast_like_adjoint(c, r, g, x):
 def array_adjoint_adjoint(c, r, g, x):
     """array_adjoint splits an array adjoint into a nested list; its adjoint re-joins it."""
     return (np.reshape(np.array(c), np.shape(g)), None)
+
+
+
+@adjoint_rule(item_adjoint)
+def item_adjoint_adjoint(c, r, g, x):
+    """item_adjoint spreads a number over a one-element array: its adjoint sums back."""
+    return (np.sum(c), None)

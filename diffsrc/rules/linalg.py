@@ -360,3 +360,31 @@ def einsum_adjoint_adjoint(c, r, g, subscripts, operands, which):
     """<c, einsum_adjoint(g, ..., which)> = <g, einsum(... with c in place of operand which)>."""
     return (einsum_apply(subscripts, operands, which, c), None,
             einsum_operand_adjoints(g, subscripts, operands, which, c), None)
+
+
+
+@adjoint_rule(vecdot_adjoint)
+def vecdot_adjoint_adjoint(c, r, g, a, b, axis=-1, which=0):
+    if which == 0:
+        return np.vecdot(c, b, axis=axis), None, vecdot_adjoint(g, c, b, axis, 1)
+    return np.vecdot(a, c, axis=axis), vecdot_adjoint(g, a, c, axis, 0), None
+
+
+@adjoint_rule(cross_adjoint)
+def cross_adjoint_adjoint(c, r, g, a, b, which):
+    """Triple products: c . (b x g) = g . (c x b) = b . (g x c)."""
+    if which == 0:
+        return np.cross(c, b), None, cross_adjoint(g, c, b, 1)
+    return np.cross(a, c), cross_adjoint(g, a, c, 0), None
+
+
+@adjoint_rule(convolve_adjoint)
+def convolve_adjoint_adjoint(c, r, g, a, v, mode="full", which=0, correlate=False):
+    """convolve_adjoint is the transpose of a linear map; its adjoint is that map."""
+    if correlate:
+        if which == 0:
+            return (np.correlate(c, v, mode), None, convolve_adjoint(g, c, v, mode, 1, True))
+        return (np.correlate(a, c, mode), convolve_adjoint(g, a, c, mode, 0, True), None)
+    if which == 0:
+        return (np.convolve(c, v, mode), None, convolve_adjoint(g, c, v, mode, 1))
+    return (np.convolve(a, c, mode), convolve_adjoint(g, a, c, mode, 0), None)

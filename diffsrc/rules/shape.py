@@ -358,3 +358,9 @@ def untrace_adjoint(c, r, g, x, offset=0, axis1=0, axis2=1):
 @adjoint_rule(unslide)
 def unslide_adjoint(c, r, g, x, window_shape, axis=None):
     return (sliding_window_view(c, window_shape, axis), None)
+
+
+
+@adjoint_rule(rollaxis_adjoint)
+def rollaxis_adjoint_adjoint(c, r, g, x, axis, start=0):
+    return (np.rollaxis(c, axis, start), None)
