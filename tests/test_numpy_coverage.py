@@ -70,6 +70,11 @@ def test_rule_templates_call_only_registered_helpers(template):
         obj = template.__globals__.get(name)
         if isinstance(obj, types.FunctionType) and obj.__module__ == runtime.__name__:
             assert registry.lookup(obj) is not None, f"{name} is not a registered primitive"
+        elif isinstance(obj, types.FunctionType) and obj.__module__.startswith("diffsrc"):
+            # anything else must fold away while transforming (ds.export copies only runtime)
+            entry = registry.lookup(obj)
+            assert entry is not None and entry.meta.get("lower") is not None, \
+                f"{name} ({obj.__module__}) would be called by generated code: move it to runtime"
 
 
 @pytest.mark.parametrize("template", templates(), ids=lambda t: f"{t.__module__}.{t.__name__}")
