@@ -1275,3 +1275,15 @@ def cast_adjoint(g, y, x):
     if getattr(y, "dtype", None) is not None and y.dtype.kind not in "fc" and out is not None:
         out = out * 0
     return out
+
+
+def last_write_mask(x, index):
+    """For `x[index] = v`: which entries of `x[index]` are the write that survives (with a
+    repeated integer index NumPy keeps the last one). Basic indices never repeat."""
+    if _is_basic(index):
+        return True
+    marker = np.full(np.shape(x), -1, dtype=np.int64)
+    count = np.size(marker[index])
+    order = np.arange(count).reshape(np.shape(marker[index]))
+    marker[index] = order
+    return marker[index] == order

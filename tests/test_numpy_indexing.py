@@ -191,8 +191,6 @@ def set_repeated(x, v):
     return out(y)
 
 
-@pytest.mark.xfail(strict=True, reason="structures: index_update adjoint of v ignores that "
-                   "a repeated index keeps only the last write")
 def test_functional_update_with_repeated_indices():
     # NumPy keeps the last of the repeated writes, so v[0] does not reach the output
     check_grad(set_repeated, (np.ones(3), np.array([0.5, 2.0])), wrt=(0, 1))
@@ -246,8 +244,6 @@ def subscript_of_constant_object(x):
     return SQUARES[x] + 0.0 * x
 
 
-@pytest.mark.xfail(strict=True, reason="core: a subscript of a constant object with a "
-                   "differentiated index gets no adjoint (silently 0)")
 def test_subscript_of_a_constant_object_with_a_differentiated_index():
     assert ds.grad(subscript_of_constant_object)(3.0) == pytest.approx(6.0)
 

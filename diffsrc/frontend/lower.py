@@ -1094,6 +1094,7 @@ class Lowerer:
         raise self.error(TransformError, f"attribute {name!r} of {describe(obj)}", node)
 
     def index(self, container, index):
+        container = objectify(container)
         if isinstance(container, ZipS):
             return TupleS(tuple(self.index(p, index) for p in container.parts))
         if isinstance(container, (TupleS, ListS)):

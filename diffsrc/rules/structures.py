@@ -75,12 +75,14 @@ def getitem_adjoint(y_bar, y, x, index):
 
 @adjoint_rule(runtime.index_update)
 def index_update_adjoint(y_bar, y, x, index, v):
-    """v's adjoint is read (as a copy) before the slot is zeroed, so both may share y_bar."""
-    v_bar = runtime.unbroadcast(np.copy(y_bar[index]), v)
+    """v's adjoint is read (as a copy) before the slot is zeroed, so both may share y_bar;
+    with a repeated integer index only the write NumPy keeps (the last) gets it."""
+    v_bar = runtime.unbroadcast(np.copy(y_bar[index]) * runtime.last_write_mask(y_bar, index), v)
     return (runtime.index_update(y_bar, index, 0.0), None, v_bar)
 
 
 register(runtime.add_into)
+register(runtime.last_write_mask, nondiff=True)
 
 
 @adjoint_rule(runtime.add_into)
