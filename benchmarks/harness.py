@@ -635,7 +635,8 @@ def run_ab(wid, impls=('hand', 'diffsrc'), budget_s=None, target_sample_s=0.005)
     slow phase of the machine hits all of them alike; the median over rounds of each
     per-round ratio to the first implementation is much steadier than a ratio of
     medians taken minutes apart.  Not the per-cell method of run.py: a development aid
-    for "is diffsrc within X of hand" questions on a busy machine.
+    for "is diffsrc within X of hand" questions on a busy machine.  Threads and malloc
+    come from the caller's environment (OPENBLAS_NUM_THREADS, MALLOC_MMAP_THRESHOLD_...).
     """
     wl = get_workload(wid)
     budget_s = budget_s or 4 * wl.budget_s
@@ -675,8 +676,10 @@ def run_ab(wid, impls=('hand', 'diffsrc'), budget_s=None, target_sample_s=0.005)
             times[i].append((time.perf_counter() - t0) / n)
         r += 1
     k = 1e6 if wl.unit == 'us' else 1e3
-    print('%s interleaved, %d rounds (%s per unit; ratio = median of per-round ratios to %s)'
-          % (wl.id, r, wl.unit, impls[0]))
+    env = ' '.join('%s=%s' % (k, os.environ[k]) for k in (
+        'OPENBLAS_NUM_THREADS', 'MALLOC_MMAP_THRESHOLD_') if k in os.environ) or 'default env'
+    print('%s interleaved, %d rounds (%s per unit; ratio = median of per-round ratios to %s; %s)'
+          % (wl.id, r, wl.unit, impls[0], env))
     for i, impl in enumerate(impls):
         ratios = [a / b for a, b in zip(times[i], times[0])]
         print('  %-9s median %10.4g  min %10.4g   ratio %.3f' % (

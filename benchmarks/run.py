@@ -5,6 +5,7 @@
     python benchmarks/run.py --quick                      # short budgets, under a minute
     python benchmarks/run.py --only W4,W5 --impls hand,diffsrc,torch
     python benchmarks/run.py --default-malloc             # glibc's default allocator settings
+    python benchmarks/run.py --merge A/latest.json B/latest.json   # best cells of several runs
 
 Prints a markdown report and writes benchmarks/results/latest.{json,jsonl,md}
 (--out DIR to write elsewhere, --no-save to write nothing).  See benchmarks/README.md.
@@ -89,11 +90,15 @@ def versions():
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = None
-    try:
-        out['git_commit'] = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=harness.ROOT,
-                                           capture_output=True, text=True).stdout.strip() or None
-    except OSError:
-        out['git_commit'] = None
+    def git(*a):
+        try:
+            return subprocess.run(('git',) + a, cwd=harness.ROOT, capture_output=True,
+                                  text=True).stdout.strip() or None
+        except OSError:
+            return None
+    out['git_commit'] = git('rev-parse', '--short', 'HEAD')
+    # the diffsrc column runs the working tree, which may differ from the commit
+    out['diffsrc_uncommitted_changes'] = bool(git('status', '--porcelain', '--', 'diffsrc'))
     return out
 
 
@@ -183,9 +188,15 @@ class Report:
                  m['versions']['numpy'],
                  'tuned (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_)' if m['tuned_malloc']
                  else 'glibc default', m['scale'], ' (quick)' if m['quick'] else '', m['wall_s']),
+             ('Best cell of %d runs (clean before noisy, then lower median): %s' % (
+                 len(m['merged_from']), '; '.join(m['merged_from']))
+              if m.get('merged_from') else 'Command: `%s`' % m.get('command', '?')),
              'Peers: ' + ', '.join('%s %s' % (k, m['versions'][k] or 'not installed')
                                    for k in ('torch', 'jax', 'autograd')) +
-             ' · repository commit %s' % (m['versions']['git_commit'] or '?'), '',
+             ' · repository commit %s%s' % (m['versions']['git_commit'] or '?',
+                                            ' + uncommitted changes under diffsrc/'
+                                            if m['versions']['diffsrc_uncommitted_changes'] else ''),
+             '',
              '## Median time per timed unit', '',
              'W1 in µs per call, W3 in ms per 990-step loop, the others in ms per training step. '
              '† = too few samples clear of other processes\' load.', '']
@@ -289,7 +300,12 @@ def main(argv=None):
     p.add_argument('--timeout', type=int, default=180, help='seconds per cell')
     p.add_argument('--out', default=os.path.join(HERE, 'results'), help='where latest.* are written')
     p.add_argument('--no-save', action='store_true')
+    p.add_argument('--merge', nargs='+', metavar='RUN.json',
+                   help='run nothing: report the best cell of each (workload, impl) over these '
+                   'latest.json files (clean before noisy, then the lower median)')
     args = p.parse_args(argv)
+    if args.merge:
+        return emit(*merge_runs(args.merge), args)
     if args.scale is None:
         args.scale = 0.15 if args.quick else 1.0
     impls = args.impls.split(',') if args.impls else (
@@ -338,6 +354,33 @@ def main(argv=None):
                 scale=args.scale, quick=args.quick, impls=impls,
                 workloads=[w.id for w in workloads], wall_s=time.perf_counter() - t_start,
                 command=' '.join(['python', 'benchmarks/run.py'] + (argv if argv is not None else sys.argv[1:])))
+    return emit(cells, workloads, meta, args)
+
+
+def merge_runs(paths):
+    """Best cell per (workload, impl) over several saved runs."""
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            runs.append(json.load(f))
+    best = {}
+    for run in runs:
+        for c in run['cells']:
+            key = (c['workload'], c['impl'])
+            rank = (c['status'] == 'ok', c.get('clean', False), -c.get('median_s', 0.0))
+            if key not in best or rank > best[key][0]:
+                best[key] = (rank, c)
+    meta = dict(runs[-1]['meta'])
+    meta['merged_from'] = ['%s: %s' % (r['meta']['date'], r['meta'].get('command', '?')) for r in runs]
+    meta['wall_s'] = sum(r['meta']['wall_s'] for r in runs)
+    seen = {w for r in runs for w in r['meta']['workloads']}
+    workloads = [w for w in harness.all_workloads() if w.id in seen]
+    meta['workloads'] = [w.id for w in workloads]
+    meta['impls'] = [i for i in COLUMNS if any(i in r['meta']['impls'] for r in runs)]
+    return [c for _, c in best.values()], workloads, meta
+
+
+def emit(cells, workloads, meta, args):
     md = Report(cells, workloads, meta).markdown()
     print(md)
     if not args.no_save:
@@ -351,7 +394,6 @@ def main(argv=None):
             f.write(md)
         print('wrote %s/latest.{json,jsonl,md}' % os.path.relpath(args.out), file=sys.stderr)
     return 0
-
 
 if __name__ == '__main__':
     sys.exit(main())
