@@ -211,6 +211,71 @@ def jax_adam(lr, b1=0.9, b2=0.999, eps=1e-8):
     return init, update
 
 
+def torch_training(data, forward, lr, optimizer="sgd"):
+    """A PyTorch peer: `forward(params)` is the loss over the dict data['params'];
+    the step is backward + torch.optim (SGD or Adam), the reference torch.autograd.grad."""
+    import torch
+    make = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[optimizer]
+
+    def fresh():
+        return {k: torch.tensor(v, requires_grad=True) for k, v in data['params'].items()}
+
+    params = fresh()
+    opt = make(list(params.values()), lr=lr)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = forward(params)
+        out.backward()
+        opt.step()
+        return out
+
+    def reference():
+        q = fresh()
+        out = forward(q)
+        grads = torch.autograd.grad(out, list(q.values()))
+        return out.item(), {k: g.numpy() for k, g in zip(q, grads)}
+    return Impl(step, reference)
+
+
+def jax_training(data, forward, inputs, lr, optimizer="sgd"):
+    """A JAX peer: `forward(params, *inputs)` is the loss; the whole step
+    (value_and_grad + SGD or Adam) is one jit, the reference a jitted value_and_grad."""
+    import jax
+    import jax.numpy as jnp
+    if optimizer == "adam":
+        init, update = jax_adam(lr)
+    else:
+        def init(params):
+            return ()
+
+        def update(params, grads, st):
+            return jax.tree_util.tree_map(lambda a, b: a - lr * b, params, grads), st
+
+    @jax.jit
+    def train(params, st, *args):
+        out, grads = jax.value_and_grad(forward)(params, *args)
+        params, st = update(params, grads, st)
+        return params, st, out
+
+    vg = jax.jit(jax.value_and_grad(forward))
+
+    def fresh():
+        return {k: jnp.asarray(v) for k, v in data['params'].items()}
+
+    state = {'p': fresh()}
+    state['st'] = init(state['p'])
+
+    def step():
+        state['p'], state['st'], out = train(state['p'], state['st'], *inputs)
+        return out
+
+    def reference():
+        out, grads = vg(fresh(), *inputs)
+        return float(out), {k: np.asarray(v) for k, v in grads.items()}
+    return Impl(step, reference, sync=jax_sync)
+
+
 # ---------------------------------------------------------------------------
 # Building implementations
 # ---------------------------------------------------------------------------

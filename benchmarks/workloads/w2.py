@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from harness import Impl, Workload, adam, adam_state, jax_adam, jax_sync
+from harness import adam, adam_state, Impl, jax_training, Workload
 from workloads._data import sine_model, sine_series
 
 LR = 1e-3
@@ -96,26 +96,7 @@ def peer_jax(data):
         y = jnp.tanh(jax.nn.relu(X @ p['W1'] + p['b1']) @ p['W2'] + p['b2'])
         return jnp.mean((y - Y) ** 2)
 
-    init, update = jax_adam(LR)
-
-    @jax.jit
-    def train(p, st, X, Y):
-        out, g = jax.value_and_grad(forward)(p, X, Y)
-        p, st = update(p, g, st)
-        return p, st, out
-
-    vg = jax.jit(jax.value_and_grad(forward))
-    state = {'p': {k: jnp.asarray(v) for k, v in data['params'].items()}}
-    state['st'] = init(state['p'])
-
-    def step():
-        state['p'], state['st'], out = train(state['p'], state['st'], X, Y)
-        return out
-
-    def reference():
-        out, g = vg({k: jnp.asarray(v) for k, v in data['params'].items()}, X, Y)
-        return float(out), {k: np.asarray(v) for k, v in g.items()}
-    return Impl(step, reference, sync=jax_sync)
+    return jax_training(data, forward, (X, Y), LR, "adam")
 
 
 WORKLOADS = [

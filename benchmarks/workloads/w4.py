@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from harness import Impl, Workload, jax_sync, sgd
+from harness import jax_training, sgd, torch_training, Workload
 from workloads._data import one_hot, uniform
 
 LR = 0.01
@@ -95,22 +95,7 @@ def _torch_forward(torch, p, X, labels):
 def peer_torch(data):
     import torch
     X, labels = torch.from_numpy(data['X']), torch.from_numpy(data['labels'])
-    p = {k: torch.tensor(v, requires_grad=True) for k, v in data['params'].items()}
-    opt = torch.optim.SGD(list(p.values()), lr=LR)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        out = _torch_forward(torch, p, X, labels)
-        out.backward()
-        opt.step()
-        return out
-
-    def reference():
-        q = {k: torch.tensor(v, requires_grad=True) for k, v in data['params'].items()}
-        out = _torch_forward(torch, q, X, labels)
-        gs = torch.autograd.grad(out, list(q.values()))
-        return out.item(), {k: g.numpy() for k, g in zip(q, gs)}
-    return Impl(step, reference)
+    return torch_training(data, lambda p: _torch_forward(torch, p, X, labels), LR)
 
 
 def peer_jax(data):
@@ -123,22 +108,7 @@ def peer_jax(data):
         h = jax.nn.relu(h @ p['W2'] + p['b2'])
         return -jnp.mean(jnp.sum(Y * jax.nn.log_softmax(h @ p['W3'] + p['b3']), axis=-1))
 
-    @jax.jit
-    def train(p, X, Y):
-        out, g = jax.value_and_grad(forward)(p, X, Y)
-        return jax.tree_util.tree_map(lambda a, b: a - LR * b, p, g), out
-
-    vg = jax.jit(jax.value_and_grad(forward))
-    state = {'p': {k: jnp.asarray(v) for k, v in data['params'].items()}}
-
-    def step():
-        state['p'], out = train(state['p'], X, Y)
-        return out
-
-    def reference():
-        out, g = vg({k: jnp.asarray(v) for k, v in data['params'].items()}, X, Y)
-        return float(out), {k: np.asarray(v) for k, v in g.items()}
-    return Impl(step, reference, sync=jax_sync)
+    return jax_training(data, forward, (X, Y), LR)
 
 
 WORKLOADS = [

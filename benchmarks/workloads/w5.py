@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from harness import Impl, Workload, jax_sync, sgd
+from harness import jax_training, sgd, torch_training, Workload
 from workloads._data import one_hot, uniform
 
 LR = 0.01
@@ -189,22 +189,7 @@ def peer_torch(data):
         h = F.max_pool2d(F.relu(F.conv2d(h, p['K2'], p['c2'])), 2)
         return F.cross_entropy(h.flatten(1) @ p['Wd'] + p['bd'], labels)
 
-    p = {k: torch.tensor(v, requires_grad=True) for k, v in data['params'].items()}
-    opt = torch.optim.SGD(list(p.values()), lr=LR)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        out = forward(p)
-        out.backward()
-        opt.step()
-        return out
-
-    def reference():
-        q = {k: torch.tensor(v, requires_grad=True) for k, v in data['params'].items()}
-        out = forward(q)
-        gs = torch.autograd.grad(out, list(q.values()))
-        return out.item(), {k: g.numpy() for k, g in zip(q, gs)}
-    return Impl(step, reference)
+    return torch_training(data, forward, LR)
 
 
 def peer_jax(data):
@@ -227,22 +212,7 @@ def peer_jax(data):
         z = h.reshape(h.shape[0], -1) @ p['Wd'] + p['bd']
         return -jnp.mean(jnp.sum(Y * jax.nn.log_softmax(z), axis=-1))
 
-    @jax.jit
-    def train(p, X, Y):
-        out, g = jax.value_and_grad(forward)(p, X, Y)
-        return jax.tree_util.tree_map(lambda a, b: a - LR * b, p, g), out
-
-    vg = jax.jit(jax.value_and_grad(forward))
-    state = {'p': {k: jnp.asarray(v) for k, v in data['params'].items()}}
-
-    def step():
-        state['p'], out = train(state['p'], X, Y)
-        return out
-
-    def reference():
-        out, g = vg({k: jnp.asarray(v) for k, v in data['params'].items()}, X, Y)
-        return float(out), {k: np.asarray(v) for k, v in g.items()}
-    return Impl(step, reference, sync=jax_sync)
+    return jax_training(data, forward, (X, Y), LR)
 
 
 WORKLOADS = [

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from harness import Impl, Workload, jax_sync, sgd
+from harness import jax_training, sgd, torch_training, Workload
 from workloads._data import one_hot, uniform
 
 LR = 0.01
@@ -181,22 +181,7 @@ def peer_torch(data):
         logits = torch.stack(hs, 1) @ p['Wout'] + p['bout']
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets)
 
-    p = {k: torch.tensor(v, requires_grad=True) for k, v in data['params'].items()}
-    opt = torch.optim.SGD(list(p.values()), lr=LR)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        out = forward(p)
-        out.backward()
-        opt.step()
-        return out
-
-    def reference():
-        q = {k: torch.tensor(v, requires_grad=True) for k, v in data['params'].items()}
-        out = forward(q)
-        gs = torch.autograd.grad(out, list(q.values()))
-        return out.item(), {k: g.numpy() for k, g in zip(q, gs)}
-    return Impl(step, reference)
+    return torch_training(data, forward, LR)
 
 
 def peer_jax(data):
@@ -220,22 +205,7 @@ def peer_jax(data):
         logp = jax.nn.log_softmax(hs @ p['Wout'] + p['bout'])
         return -jnp.mean(jnp.sum(jnp.swapaxes(Y, 0, 1) * logp, axis=-1))
 
-    @jax.jit
-    def train(p, inputs, Y):
-        out, g = jax.value_and_grad(forward)(p, inputs, Y)
-        return jax.tree_util.tree_map(lambda a, b: a - LR * b, p, g), out
-
-    vg = jax.jit(jax.value_and_grad(forward))
-    state = {'p': {k: jnp.asarray(v) for k, v in data['params'].items()}}
-
-    def step():
-        state['p'], out = train(state['p'], inputs, Y)
-        return out
-
-    def reference():
-        out, g = vg({k: jnp.asarray(v) for k, v in data['params'].items()}, inputs, Y)
-        return float(out), {k: np.asarray(v) for k, v in g.items()}
-    return Impl(step, reference, sync=jax_sync)
+    return jax_training(data, forward, (inputs, Y), LR)
 
 
 WORKLOADS = [

@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from harness import Impl, Workload, adam, adam_state, jax_adam, jax_sync
+from harness import adam, adam_state, jax_training, torch_training, Workload
 from workloads._data import eight_gaussians, uniform
 
 LR = 1e-3
@@ -99,22 +99,7 @@ def peer_torch(data):
         h = F.silu(h @ p['W2'] + p['b2'])
         return F.mse_loss(h @ p['W3'] + p['b3'], eps)
 
-    p = {k: torch.tensor(v, requires_grad=True) for k, v in data['params'].items()}
-    opt = torch.optim.Adam(list(p.values()), lr=LR)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        out = forward(p)
-        out.backward()
-        opt.step()
-        return out
-
-    def reference():
-        q = {k: torch.tensor(v, requires_grad=True) for k, v in data['params'].items()}
-        out = forward(q)
-        gs = torch.autograd.grad(out, list(q.values()))
-        return out.item(), {k: g.numpy() for k, g in zip(q, gs)}
-    return Impl(step, reference)
+    return torch_training(data, forward, LR, "adam")
 
 
 def peer_jax(data):
@@ -127,26 +112,7 @@ def peer_jax(data):
         h = jax.nn.silu(h @ p['W2'] + p['b2'])
         return jnp.mean((h @ p['W3'] + p['b3'] - eps) ** 2)
 
-    init, update = jax_adam(LR)
-
-    @jax.jit
-    def train(p, st, inp, eps):
-        out, g = jax.value_and_grad(forward)(p, inp, eps)
-        p, st = update(p, g, st)
-        return p, st, out
-
-    vg = jax.jit(jax.value_and_grad(forward))
-    state = {'p': {k: jnp.asarray(v) for k, v in data['params'].items()}}
-    state['st'] = init(state['p'])
-
-    def step():
-        state['p'], state['st'], out = train(state['p'], state['st'], inp, eps)
-        return out
-
-    def reference():
-        out, g = vg({k: jnp.asarray(v) for k, v in data['params'].items()}, inp, eps)
-        return float(out), {k: np.asarray(v) for k, v in g.items()}
-    return Impl(step, reference, sync=jax_sync)
+    return jax_training(data, forward, (inp, eps), LR, "adam")
 
 
 WORKLOADS = [

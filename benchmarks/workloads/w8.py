@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from harness import Impl, Workload, jax_sync, sgd
+from harness import jax_training, sgd, torch_training, Workload
 from workloads._data import eight_gaussians, uniform
 
 LR = 1e-3
@@ -123,22 +123,7 @@ def peer_torch(data):
         (vj,) = torch.autograd.grad((v * s).sum(), x, create_graph=True)
         return (0.5 * (s * s).sum(1) + (v * vj).sum(1)).mean()
 
-    p = {k: torch.tensor(a, requires_grad=True) for k, a in data['params'].items()}
-    opt = torch.optim.SGD(list(p.values()), lr=LR)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        out = forward(p)
-        out.backward()
-        opt.step()
-        return out
-
-    def reference():
-        q = {k: torch.tensor(a, requires_grad=True) for k, a in data['params'].items()}
-        out = forward(q)
-        gs = torch.autograd.grad(out, list(q.values()))
-        return out.item(), {k: g.numpy() for k, g in zip(q, gs)}
-    return Impl(step, reference)
+    return torch_training(data, forward, LR)
 
 
 def peer_jax(data):
@@ -156,22 +141,7 @@ def peer_jax(data):
         vj = jax.grad(lambda y: jnp.sum(v * net(p, y)))(x)
         return jnp.mean(0.5 * jnp.sum(s * s, axis=1) + jnp.sum(v * vj, axis=1))
 
-    @jax.jit
-    def train(p, x, v):
-        out, g = jax.value_and_grad(forward)(p, x, v)
-        return jax.tree_util.tree_map(lambda a, b: a - LR * b, p, g), out
-
-    vg = jax.jit(jax.value_and_grad(forward))
-    state = {'p': {k: jnp.asarray(a) for k, a in data['params'].items()}}
-
-    def step():
-        state['p'], out = train(state['p'], x, v)
-        return out
-
-    def reference():
-        out, g = vg({k: jnp.asarray(a) for k, a in data['params'].items()}, x, v)
-        return float(out), {k: np.asarray(a) for k, a in g.items()}
-    return Impl(step, reference, sync=jax_sync)
+    return jax_training(data, forward, (x, v), LR)
 
 
 WORKLOADS = [
