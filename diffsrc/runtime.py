@@ -418,17 +418,19 @@ def unsort(g, x, axis=-1):
     return untake_along_axis(g, x, order, axis)
 
 
+def _split_axis(axis, x):
+    """The axis of hsplit ("h"), vsplit ("v") and dsplit ("d"), or `axis` itself."""
+    if axis == "h":
+        return 1 if np.ndim(x) > 1 else 0
+    return {"v": 0, "d": 2}.get(axis, axis) if isinstance(axis, str) else axis
+
+
 def split_parts(g_parts, x, axis=0):
     """The adjoint of `np.split`/`np.array_split` (and h/v/dsplit): the parts put back.
 
     `axis` may be "h", "v" or "d" for the hsplit/vsplit/dsplit conventions.
     """
-    if axis == "h":
-        axis = 1 if np.ndim(x) > 1 else 0
-    elif axis == "v":
-        axis = 0
-    elif axis == "d":
-        axis = 2
+    axis = _split_axis(axis, x)
     return np.concatenate(list(g_parts), axis=axis)
 
 
@@ -1215,12 +1217,7 @@ def vecdot_adjoint(g, a, b, axis=-1, which=0):
 
 def split_like(g, parts, x, axis=0):
     """`g` cut into pieces shaped like `parts` along `axis` (the adjoint of split_parts)."""
-    if axis == "h":
-        axis = 1 if np.ndim(x) > 1 else 0
-    elif axis == "v":
-        axis = 0
-    elif axis == "d":
-        axis = 2
+    axis = _split_axis(axis, x)
     sizes = [np.shape(p)[axis] for p in parts]
     cuts = np.cumsum(sizes)[:-1]
     return [piece.reshape(np.shape(p)) for piece, p in zip(np.split(g, cuts, axis=axis), parts)]
