@@ -9,6 +9,7 @@ Three decisions make the text readable:
 * constants are literals; only objects with no literal form get a name.
 """
 import builtins
+import itertools
 import keyword
 import math
 import operator
@@ -120,13 +121,12 @@ class Namer:
         base = "".join(c if c.isalnum() or c == "_" else "_" for c in base)
         if not base[0].isalpha() and base[0] != "_":
             base = "v" + base
-        candidates = list(preferred) + [base] + [f"{base}_{i}" for i in range(1, 10000)]
+        candidates = itertools.chain(preferred, [base], (f"{base}_{i}" for i in itertools.count(1)))
         for name in candidates:
             if name and self.free(name, interval):
                 self.names[value.id] = name
                 self.holders.setdefault(name, []).append(interval)
                 return name
-        raise AssertionError("no free name")
 
 
 class Codegen:
