@@ -38,6 +38,12 @@ def dot_right_adjoint(y_bar, y, g, a, b):
     return np.dot(a, y_bar), runtime.dot_left(g, a, y_bar), None
 
 
+@adjoint_rule(runtime.winner_share)
+def winner_share_adjoint(y_bar, y, g, x, other):
+    """Linear in g; the share is piecewise constant in x and the other argument."""
+    return runtime.winner_share(y_bar, x, other), None, None
+
+
 @adjoint_rule(runtime.unbroadcast)
 def unbroadcast_adjoint(y_bar, y, g, x):
     """unbroadcast sums g down to x's shape; its adjoint broadcasts back up."""

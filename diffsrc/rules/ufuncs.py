@@ -24,7 +24,7 @@ import numpy as np
 
 from .lowering_hooks import positional
 from .registry import Method, adjoint_rule, nondifferentiable, register
-from ..runtime import clip_bound_adjoint, clip_mask, unbroadcast
+from ..runtime import clip_bound_adjoint, clip_mask, unbroadcast, winner_share
 
 FAMILY = "elementwise"
 
@@ -236,19 +236,13 @@ def maximum_adjoint(z_bar, z, x, y):
     `maximum(x, 0) + log1p(exp(-abs(x)))` exact at 0. relu = maximum(x, 0) has
     derivative 1/2 at x == 0.
     """
-    tie = x == y
-    half = 0.5 * z_bar
-    return (unbroadcast(np.where(tie, half, z_bar * (x > y)), x),
-            unbroadcast(np.where(tie, half, z_bar * (x < y)), y))
+    return unbroadcast(winner_share(z_bar, x, y), x), unbroadcast(winner_share(z_bar, y, x), y)
 
 
 @adjoint_rule(np.minimum)
 def minimum_adjoint(z_bar, z, x, y):
     """The smaller argument gets the adjoint; ties give each half of it (see maximum)."""
-    tie = x == y
-    half = 0.5 * z_bar
-    return (unbroadcast(np.where(tie, half, z_bar * (x < y)), x),
-            unbroadcast(np.where(tie, half, z_bar * (x > y)), y))
+    return unbroadcast(winner_share(z_bar, y, x), x), unbroadcast(winner_share(z_bar, x, y), y)
 
 
 @adjoint_rule(np.fmax)
