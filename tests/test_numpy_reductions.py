@@ -5,7 +5,8 @@ import pytest
 from hypothesis import assume, given
 
 from numpy_support import (FEW, HYP, arrays, axis_and_keepdims, check_grad, distinct_arrays,
-                           ds, hnp, out, positive_arrays, random_array, shapes, st)
+                           ds, hnp, numeric_grad, out, positive_arrays, random_array, shapes,
+                           st)
 
 
 REDUCTIONS = {
@@ -270,3 +271,71 @@ def var_where(x): return np.var(x, where=MASK)
 def test_var_with_where_is_an_error_not_a_wrong_gradient():
     with pytest.raises(NotImplementedError, match="where="):
         ds.grad(var_where)(random_array((2, 3), 1))
+
+
+# ------------------------------------------------------- pooling: max over short window axes
+def pool_max(x):
+    """2x2 max-pool of an (n, h, w, c) array as reshape + max over the two window axes."""
+    n, h, w, c = x.shape
+    return np.max(np.reshape(x, (n, h // 2, 2, w // 2, 2, c)), axis=(2, 4))
+
+
+def pool_loss(x):
+    return out(pool_max(x))
+
+
+def pool_tie_reference(x):
+    """The gradient of pool_loss by the tie-sharing convention, written directly."""
+    n, h, w, c = x.shape
+    win = x.reshape(n, h // 2, 2, w // 2, 2, c)
+    y = win.max(axis=(2, 4), keepdims=True)
+    chosen = win == y
+    return ((2 * y + 1) * chosen / chosen.sum(axis=(2, 4), keepdims=True)).reshape(x.shape)
+
+
+@FEW
+@given(data=st.data())
+def test_max_pool_over_window_axes_matches_finite_differences(data):
+    n, h, w, c = (data.draw(st.integers(1, 3)) for _ in range(4))
+    x = data.draw(distinct_arrays((n, 2 * h, 2 * w, c)), label="x")
+    check_grad(pool_loss, (x,))
+
+
+@FEW
+@given(data=st.data())
+def test_max_pool_ties_share_the_adjoint(data):
+    """Many exact ties (relu zeros, repeated values): each tied entry gets 1/k."""
+    shape = (data.draw(st.integers(1, 3)), 4, 2 * data.draw(st.integers(1, 3)),
+             data.draw(st.integers(1, 3)))
+    levels = data.draw(hnp.arrays(np.int64, shape, elements=st.integers(-2, 2)), label="x")
+    x = np.maximum(levels * 0.5, 0.0)
+    np.testing.assert_allclose(ds.grad(pool_loss)(x), pool_tie_reference(x), rtol=1e-12)
+
+
+def pool_hvp_source():
+    return ("def F(x):\n    n, h, w, c = x.shape\n"
+            "    y = np.max(np.reshape(x * x, (n, h // 2, 2, w // 2, 2, c)), axis=(2, 4))\n"
+            "    return np.sum(y * (y + 1.0))\n")
+
+
+def test_max_pool_hessian_vector_product():
+    df = ds.grad(pool_hvp_source())
+    v = random_array((2, 4, 4, 3), 7)
+
+    def hvp(x):
+        return np.sum(df(x) * v)
+
+    x = random_array((2, 4, 4, 3), 8, 0.2, 2.0) + np.arange(96).reshape(2, 4, 4, 3) * 1e-2
+    numeric = numeric_grad(hvp, (x,), 0, eps=1e-5)
+    np.testing.assert_allclose(ds.grad(hvp)(x), numeric, rtol=1e-4, atol=1e-5)
+
+
+@HYP
+@given(data=st.data())
+def test_window_sum_is_the_masked_count(data):
+    from diffsrc.runtime import window_sum
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=3))
+    axes = tuple(sorted(data.draw(st.sets(st.integers(0, len(shape) - 1), min_size=1))))
+    mask = data.draw(hnp.arrays(np.bool_, shape))
+    np.testing.assert_array_equal(window_sum(mask, axes, np.float32),
+                                  mask.sum(axis=axes, keepdims=True, dtype=np.float32))

@@ -14,8 +14,8 @@ import numpy as np
 
 from .lowering_hooks import is_none, is_true, positional
 from .registry import Method, adjoint_rule, register
-from ..runtime import (average_adjoint, cov_adjoint, cumprod_adjoint, nanvar_adjoint,
-                       prod_adjoint, quantile_adjoint, undiff, unreduce)
+from ..runtime import (average_adjoint, cov_adjoint, cumprod_adjoint, extremum_share,
+                       nanvar_adjoint, prod_adjoint, quantile_adjoint, undiff, unreduce)
 
 FAMILY = "reductions"
 
@@ -27,8 +27,8 @@ for _name in ("sum mean prod max min var std cumsum cumprod").split():
     register(Method(_name)).meta["family"] = FAMILY
 register(np.average).meta["lower"] = positional(
     np.average, {"a": None, "axis": None, "weights": None})
-for _helper in (average_adjoint, cov_adjoint, cumprod_adjoint, nanvar_adjoint, prod_adjoint,
-                quantile_adjoint, undiff, unreduce):
+for _helper in (average_adjoint, cov_adjoint, cumprod_adjoint, extremum_share, nanvar_adjoint,
+                prod_adjoint, quantile_adjoint, undiff, unreduce):
     register(_helper)
 
 
@@ -66,6 +66,8 @@ def extremum_adjoint(y_bar, y, x, axis=None, out=None, keepdims=False, initial=N
                      where=True):
     """Ties share the adjoint equally (each of k tied maxima gets 1/k of it); entries
     outside a `where=` mask, and all entries when `initial` wins, get none."""
+    if is_true(where) and is_none(initial):
+        return (extremum_share(y_bar, y, x, axis, keepdims),)
     chosen = x == unreduce(y, x, axis, keepdims)
     if not is_true(where):
         chosen = chosen & where
@@ -223,3 +225,12 @@ register(np.corrcoef).meta["lower"] = _corrcoef_lower
 def undiff_adjoint(c, r, g, x, n=1, axis=-1):
     """undiff is linear in the adjoint it moves: its own adjoint is np.diff."""
     return (np.diff(c, n, axis), None)
+
+
+@adjoint_rule(extremum_share)
+def extremum_share_adjoint(c, r, g, y, x, axis=None, keepdims=False):
+    """Linear in g: its adjoint sums the tied entries' shares back to the reduced shape.
+    Which entries tie is piecewise constant in x and y, so they get none."""
+    chosen = x == unreduce(y, x, axis, keepdims)
+    count = np.sum(chosen, axis=axis, keepdims=True, dtype=np.result_type(x))
+    return np.sum(c * chosen / count, axis=axis, keepdims=keepdims), None, None
