@@ -328,3 +328,37 @@ def test_splits_and_stacks_over_shapes(data):
     check_grad(source(f"np.split(x, {cuts!r}, axis={axis})[-1]"), (x,))
     check_grad(source("np.hstack([x, x * 2.0])"), (x,))
     check_grad(source("np.vstack([x, x * 2.0])"), (x,))
+
+
+# ------------------------------------------- im2col: stacking shifted windows of one array
+def im2col_loss(x, k):
+    """A valid 2x2 convolution of (n, h, w, c) as a stack of shifted windows and a matmul."""
+    n, h, w, c = x.shape
+    cols = []
+    for i in range(2):
+        for j in range(2):
+            cols.append(x[:, i:i + h - 1, j:j + w - 1, :])
+    patches = np.reshape(np.stack(cols, axis=3), (n * (h - 1) * (w - 1), 4 * c))
+    return out(patches @ k)
+
+
+@FEW
+@given(data=st.data())
+def test_stack_of_shifted_windows_matches_finite_differences(data):
+    n, h, w, c = (data.draw(st.integers(1, 3)) for _ in range(4))
+    x = data.draw(arrays((n, h + 1, w + 1, c)), label="x")
+    k = data.draw(arrays((4 * c, 2)), label="k")
+    check_grad(im2col_loss, (x, k), wrt=(0, 1))
+
+
+@HYP
+@given(data=st.data())
+def test_unstack_gives_the_slices(data):
+    from diffsrc.runtime import unstack
+    shape = data.draw(shapes(min_dims=1, max_dims=4, max_side=4), label="shape")
+    g = data.draw(arrays(shape))
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+    parts = unstack(g, shape[axis], axis)
+    assert len(parts) == shape[axis]
+    for i, part in enumerate(parts):
+        np.testing.assert_array_equal(part, np.take(g, i, axis=axis))
