@@ -20,6 +20,7 @@ from .ir import format_function, verify
 from .rules import registry
 from .passes import optimize as run_passes
 from .passes.dce import eliminate_dead_code
+from .transforms.forward import forward
 from .transforms.reverse import reverse
 
 _file_ids = itertools.count(1)
@@ -61,12 +62,14 @@ def _compile(source, fname, namespace, line_locs, ir_function):
     return Compiled(function, source, filename, line_locs, ir_function)
 
 
-def transform(fn, args, wrt, mode, optimize=True, trace=None):
-    """The pipeline: lower, optimise, differentiate, optimise, generate, compile."""
+def transform(fn, args, wrt, mode, optimize=True, trace=None, order="forward mode"):
+    """The pipeline: lower, optimise, differentiate, optimise, generate, compile.
+
+    `order` names the derivative in forward-mode ("jvp") errors."""
     ir_function = lower_function(fn, args)
     verify(ir_function)
     if optimize:
-        run_passes(ir_function, trace, final=mode not in ("grad", "pullback"))
+        run_passes(ir_function, trace, final=mode not in ("grad", "pullback", "jvp"))
     if mode == "grad" and ir_function.out_tree.kind != "leaf":
         raise NonScalarOutputError(
             f"grad needs a function returning one scalar; {ir_function.name} returns a "
@@ -77,11 +80,15 @@ def transform(fn, args, wrt, mode, optimize=True, trace=None):
         verify(ir_function)
         if mode == "grad":
             seed_with_one(ir_function)
+    if mode == "jvp":
+        forward(ir_function, wrt, order)
+        verify(ir_function)
     if optimize:
         run_passes(ir_function, trace)
-    elif mode in ("grad", "pullback"):
+    elif mode in ("grad", "pullback", "jvp"):
         eliminate_dead_code(ir_function)
-    source, fname, namespace, line_locs = generate(ir_function, mode)
+    source, fname, namespace, line_locs = generate(ir_function,
+                                                   "primal" if mode == "jvp" else mode)
     return _compile(source, fname, namespace, line_locs, ir_function)
 
 

@@ -1159,10 +1159,12 @@ class Lowerer:
             return self.construct(fn, args, kwargs)
         if isinstance(fn, types.MethodType) and isinstance(fn.__func__, types.FunctionType):
             return self.call(Static(fn.__func__), [Static(fn.__self__)] + list(args), kwargs)
+        if getattr(fn, "__diffsrc_inline__", None) is not None:
+            return fn.__diffsrc_inline__(self, args, kwargs)      # jvp, hvp (diffsrc/higher.py)
         if getattr(fn, "__diffsrc_transform__", None) is not None:
             return self.call_transformed(fn, args, kwargs)
         if isinstance(fn, types.FunctionType):
-            if getattr(fn, "__module__", "") == "diffsrc.api":
+            if getattr(fn, "__module__", "") in ("diffsrc.api", "diffsrc.higher"):
                 return self.nested_transform(fn, args, kwargs)
             try:
                 return self.call_python(fn, args, kwargs, want_first)
@@ -1176,7 +1178,9 @@ class Lowerer:
 
     def nested_transform(self, fn, args, kwargs):
         """`ds.grad(f, wrt=...)` inside code being transformed: built at transform time."""
-        if fn.__name__ not in ("grad", "value_and_grad"):
+        if fn.__name__ == "jvp" and len(args) == 3 and not kwargs and is_constant(args[0]):
+            return self.call(Static(fn(to_python(args[0]))), list(args[1:]), {})
+        if fn.__name__ not in ("grad", "value_and_grad", "jvp", "hvp"):
             raise self.error(UnsupportedSyntaxError, f"ds.{fn.__name__} inside differentiated "
                              "code is not supported")
         if not all(is_constant(a) for a in list(args) + list(kwargs.values())):
@@ -1782,6 +1786,9 @@ def lower_function(fn, args, name=None):
     """Lower Python function `fn` for arguments shaped like `args` into an IR Function."""
     if getattr(fn, "__diffsrc_transform__", None) is not None:
         return _lower_transformed(fn, args)
+    if getattr(fn, "__diffsrc_inline__", None) is not None:
+        raise TransformError(f"{type(fn).__name__} cannot be transformed directly; transform a "
+                             "function that calls it")
     prefix, keywords = (), {}
     if isinstance(fn, functools.partial):          # partial(f, a)(x): a is a constant
         prefix, keywords, fn = fn.args, dict(fn.keywords), fn.func

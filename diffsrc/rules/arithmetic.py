@@ -7,8 +7,9 @@ import operator
 
 import numpy as np
 
-from .registry import adjoint_rule, is_constant, nondifferentiable, register
-from ..runtime import unbroadcast
+from .registry import (adjoint_rule, is_constant, is_scalar, is_zero, linear,
+                       nondifferentiable, register, tangent_rule)
+from ..runtime import unbroadcast, unreduce
 
 for _op in (operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv,
             operator.mod, operator.pow, operator.neg, operator.pos, operator.matmul, pow):
@@ -71,3 +72,68 @@ def neg_adjoint(y_bar, y, x):
 @adjoint_rule(operator.pos, np.positive)
 def pos_adjoint(y_bar, y, x):
     return (y_bar,)
+
+
+# ------------------------------------------------------------------------ tangent rules
+# (forward mode; `dots` holds the argument tangents, a zero one vanishing from the maths)
+linear(operator.neg, np.negative, operator.pos, np.positive)
+linear(operator.mul, np.multiply, operator.matmul, positions=(0, 1), joint=False)
+
+
+def full_shape(t, z, other):
+    """The tangent of one operand alone, spread to z's shape where the `other` operand may
+    have broadcast it (a Python number never does)."""
+    if is_scalar(z) or is_scalar(other) or is_zero(t):
+        return t
+    return unreduce(t, z)
+
+
+@tangent_rule(operator.add, np.add)
+def add_tangent(dots, z, x, y):
+    dx, dy = dots
+    if is_zero(dy):
+        return full_shape(dx, z, y)
+    if is_zero(dx):
+        return full_shape(dy, z, x)
+    return dx + dy
+
+
+@tangent_rule(operator.sub, np.subtract)
+def sub_tangent(dots, z, x, y):
+    dx, dy = dots
+    if is_zero(dy):
+        return full_shape(dx, z, y)
+    if is_zero(dx):
+        return -full_shape(dy, z, x)
+    return dx - dy
+
+
+@tangent_rule(operator.truediv, np.divide, np.true_divide)
+def truediv_tangent(dots, z, x, y):
+    dx, dy = dots
+    return dx / y - dy * z / y
+
+
+@tangent_rule(operator.mod, np.mod, np.remainder)
+def mod_tangent(dots, z, x, y):
+    dx, dy = dots
+    return full_shape(dx, z, y) - dy * ((x - z) / y)
+
+
+@tangent_rule(operator.pow, np.power, pow)
+def pow_tangent(dots, z, x, y):
+    """Constant exponents 0, 1 and 2 get the simple forms (as the adjoint does)."""
+    dx, dy = dots
+    if is_constant(y) and y == 0:
+        return dy * z * np.log(np.where(x > 0, x, 1))
+    if is_constant(y) and y == 1:
+        return dx
+    if is_constant(y) and y == 2:
+        return 2 * x * dx
+    return dx * (y * x ** (y - 1)) + dy * (z * np.log(np.where(x > 0, x, 1)))
+
+
+@tangent_rule(operator.floordiv, np.floor_divide)
+def floordiv_tangent(dots, z, x, y):
+    """Piecewise constant: a zero tangent."""
+    return None

@@ -1,7 +1,7 @@
 """Python builtins on numbers: abs, float, int, round, min/max of two, sum."""
 import builtins
 
-from .registry import adjoint_rule, nondifferentiable, register
+from .registry import adjoint_rule, diagonal, linear, nondifferentiable, register, tangent_rule
 from ..runtime import sum_items_adjoint, unbroadcast
 
 register(builtins.abs, emit="abs", foldable=True)
@@ -39,3 +39,23 @@ def min_adjoint(z_bar, z, x, y):
 @adjoint_rule(builtins.sum)
 def sum_adjoint(y_bar, y, items, start=0):
     return sum_items_adjoint(y_bar, items), y_bar
+
+
+# ------------------------------------------------------------------------ tangent rules
+diagonal(float, complex)
+linear(builtins.sum, positions=(0, 1))
+linear(sum_items_adjoint)
+
+
+@tangent_rule(builtins.max)
+def max_tangent(dots, z, x, y):
+    """Ties go to the first argument, which is the one Python returns."""
+    dx, dy = dots
+    return dx * (x >= y) + dy * (x < y)
+
+
+@tangent_rule(builtins.min)
+def min_tangent(dots, z, x, y):
+    """Ties go to the first argument, which is the one Python returns."""
+    dx, dy = dots
+    return dx * (x <= y) + dy * (x > y)

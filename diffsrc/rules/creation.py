@@ -16,7 +16,7 @@ that pass through without a derivative.
 import numpy as np
 
 from .lowering_hooks import positional
-from .registry import Method, adjoint_rule, register
+from .registry import Method, adjoint_rule, linear, register, tangent_rule
 from ..runtime import (array_adjoint, cast_adjoint, cast_like, item_adjoint, linspace_adjoint,
                        unbroadcast, _float_like)
 
@@ -142,3 +142,17 @@ def array_adjoint_adjoint(c, r, g, x):
 def item_adjoint_adjoint(c, r, g, x):
     """item_adjoint spreads a number over a one-element array: its adjoint sums back."""
     return (np.sum(c), None)
+
+
+# ------------------------------------------------------------------------ tangent rules
+linear(np.array, np.asarray, np.asanyarray, Method("copy"), np.copy, np.ascontiguousarray,
+       Method("item"), cast_adjoint, cast_like, array_adjoint, item_adjoint, linspace_adjoint,
+       _float_like)
+linear(np.full, np.full_like, positions=(1,))
+linear(np.linspace, positions=(0, 1))
+
+
+@tangent_rule(Method("astype"), np.float16, np.float32, np.float64)
+def astype_tangent(dots, y, x, *args, **kwargs):
+    """The tangent in y's dtype; zero for a cast to an integer or bool dtype."""
+    return _float_like(cast_adjoint(dots[0], y, x), y)

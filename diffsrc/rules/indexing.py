@@ -14,7 +14,7 @@ import operator
 
 from .lowering_hooks import _emit, positional
 from ..errors import UnsupportedSyntaxError
-from .registry import Method, adjoint_rule, register
+from .registry import Method, adjoint_rule, is_zero, linear, register, tangent_rule
 from ..frontend.abstract import ListS, Static, TupleS
 from .. import runtime
 from ..runtime import (interp_adjoint, select_adjoint, unpermute, unsort, untake,
@@ -126,3 +126,30 @@ def unindex_adjoint(c, r, g, x, index):
     """runtime.unindex (the adjoint of x[index], rules/structures.py) scatters; the
     cotangent is gathered back with the same index."""
     return (c[index], None, None)
+
+
+# ------------------------------------------------------------------------ tangent rules
+linear(np.take, Method("take"), np.take_along_axis, operator.getitem, runtime.unindex, untake,
+       untake_along_axis, unsort, unpermute)
+linear(np.select, positions=(1, 2))
+linear(select_adjoint)
+
+
+@tangent_rule(np.sort)
+def sort_tangent(dots, y, x, axis=-1, kind=None, order=None, **kwargs):
+    """The tangent goes through the sorting permutation (a stable argsort, as the adjoint)."""
+    if axis is None:
+        return np.take_along_axis(np.ravel(dots[0]), np.argsort(np.ravel(x), kind="stable"), 0)
+    return np.take_along_axis(dots[0], np.argsort(x, axis=axis, kind="stable"), axis)
+
+
+@tangent_rule(np.interp)
+def interp_tangent(dots, y, x, xp, fp, *args, **kwargs):
+    """The segment's slope times x_dot, plus fp_dot interpolated; xp gets none."""
+    dx, dxp, dfp = dots[0], dots[1], dots[2]
+    if not is_zero(dxp):
+        raise NotImplementedError("np.interp with differentiated sample points xp")
+    total = dots[0] * 0 if is_zero(dx) else interp_adjoint(dx, x, xp, fp, 0)
+    if is_zero(dfp):
+        return total
+    return total + np.interp(x, xp, dfp, *args, **kwargs)

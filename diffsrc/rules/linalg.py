@@ -17,7 +17,7 @@ import operator
 import numpy as np
 
 from .lowering_hooks import _emit, is_none, static_value
-from .registry import Method, adjoint_rule, register
+from .registry import Method, adjoint_rule, is_zero, linear, register, tangent_rule
 from ..frontend.abstract import ListS, Static, TupleS
 from ..runtime import (cholesky_adjoint, convolve_adjoint, cross_adjoint, det_adjoint,
                        dot_left, dot_right, eigh_adjoint, einsum_adjoint, inner_adjoint,
@@ -388,3 +388,72 @@ def convolve_adjoint_adjoint(c, r, g, a, v, mode="full", which=0, correlate=Fals
     if which == 0:
         return (np.convolve(c, v, mode), None, convolve_adjoint(g, c, v, mode, 1))
     return (np.convolve(a, c, mode), convolve_adjoint(g, a, c, mode, 0), None)
+
+
+# ------------------------------------------------------------------------ tangent rules
+# Products are multilinear: the sum over the factors of the product with that factor's
+# tangent in its place. The adjoint helpers of products are bilinear in the adjoint and
+# the factor they are not the adjoint of (`which` says which that is).
+linear(np.matmul, np.linalg.matmul, np.dot, Method("dot"), np.vdot, np.inner, np.outer,
+       np.linalg.outer, np.tensordot, np.linalg.tensordot, np.kron, np.cross, np.linalg.cross,
+       np.convolve, np.correlate, np.vecdot, np.linalg.vecdot, positions=(0, 1), joint=False)
+linear(np.einsum, positions=None, first=1, joint=False)
+linear(matmul_left, dot_left, positions=(0, 2), joint=False)
+linear(matmul_right, dot_right, positions=(0, 1), joint=False)
+linear(inner_adjoint, kron_adjoint, cross_adjoint, which=3, joint=False)
+linear(tensordot_adjoint, vecdot_adjoint, convolve_adjoint, which=4, joint=False)
+linear(solve_a_adjoint, positions=(0, 1), joint=False)
+
+
+@tangent_rule(np.linalg.inv)
+def inv_tangent(dots, y, a):
+    return -(y @ dots[0] @ y)
+
+
+@tangent_rule(np.linalg.solve)
+def solve_tangent(dots, x, a, b):
+    """solve(a, b_dot - a_dot x), with x a vector or a stack of columns as b is."""
+    da, db = dots
+    if is_zero(da):
+        return np.linalg.solve(a, db)
+    if np.ndim(b) == np.ndim(a) - 1:
+        return np.linalg.solve(a, db - (da @ x[..., None])[..., 0])
+    return np.linalg.solve(a, db - da @ x)
+
+
+@tangent_rule(np.linalg.det)
+def det_tangent(dots, y, a):
+    """det(a) trace(a^-1 a_dot)."""
+    return y * np.trace(np.linalg.solve(a, dots[0]), axis1=-2, axis2=-1)
+
+
+@tangent_rule(np.linalg.cholesky)
+def cholesky_tangent(dots, l, a, upper=False):
+    """L phi(L^-1 S L^-T), phi the lower triangle with half the diagonal, S the symmetric
+    matrix of the triangle NumPy reads (the adjoint's convention)."""
+    if upper:
+        raise NotImplementedError("np.linalg.cholesky(upper=True) has no tangent rule")
+    da = dots[0]
+    s = np.tril(da) + np.swapaxes(np.tril(da, -1), -1, -2)
+    li = np.linalg.inv(l)
+    m = li @ s @ np.swapaxes(li, -1, -2)
+    return l @ (np.tril(m, -1) + 0.5 * m * np.eye(np.shape(m)[-1]))
+
+
+@tangent_rule(np.linalg.norm)
+def norm_tangent(dots, y, x, ord=None, axis=None, keepdims=False):
+    """The partial derivatives of the adjoint (norms of disjoint slices), times x_dot."""
+    (partials,) = norm_rule(np.ones_like(y), y, x, ord, axis, keepdims)
+    return np.sum(partials * dots[0], axis=axis, keepdims=keepdims)
+
+
+@tangent_rule(np.linalg.vector_norm)
+def vector_norm_tangent(dots, y, x, axis=None, keepdims=False, ord=2):
+    (partials,) = vector_norm_rule(np.ones_like(y), y, x, axis, keepdims, ord)
+    return np.sum(partials * dots[0], axis=axis, keepdims=keepdims)
+
+
+@tangent_rule(np.linalg.matrix_norm)
+def matrix_norm_tangent(dots, y, x, keepdims=False, ord="fro"):
+    (partials,) = matrix_norm_rule(np.ones_like(y), y, x, keepdims, ord)
+    return np.sum(partials * dots[0], axis=(-2, -1), keepdims=keepdims)

@@ -1,7 +1,7 @@
 """The `math` module's differentiable functions, on Python floats."""
 import math
 
-from .registry import adjoint_rule, nondifferentiable, register
+from .registry import adjoint_rule, diagonal, nondifferentiable, register, tangent_rule
 
 for _name in ("sin cos tan asin acos atan atan2 exp expm1 log log1p log2 log10 sqrt pow hypot "
               "sinh cosh tanh asinh acosh atanh erf erfc fabs degrees radians copysign").split():
@@ -151,3 +151,35 @@ def radians_adjoint(y_bar, y, x):
 @adjoint_rule(math.copysign)
 def copysign_adjoint(z_bar, z, x, y):
     return (z_bar * (1.0 if (x >= 0) == (y >= 0) else -1.0), None)
+
+
+# ------------------------------------------------------------------------ tangent rules
+# One-argument functions: the adjoint applied to the tangent (registry.DIAGONAL).
+diagonal(math.sin, math.cos, math.tan, math.asin, math.acos, math.atan, math.exp, math.expm1,
+         math.log, math.log1p, math.log2, math.log10, math.sqrt, math.sinh, math.cosh,
+         math.tanh, math.asinh, math.acosh, math.atanh, math.erf, math.erfc, math.fabs,
+         math.degrees, math.radians)
+
+
+@tangent_rule(math.atan2)
+def atan2_tangent(dots, z, y, x):
+    dy, dx = dots
+    return (dy * x - dx * y) / (x * x + y * y)
+
+
+@tangent_rule(math.pow)
+def pow_tangent(dots, z, x, y):
+    dx, dy = dots
+    return dx * (y * math.pow(x, y - 1.0)) + dy * (z * math.log(x) if x > 0 else 0.0)
+
+
+@tangent_rule(math.hypot)
+def hypot_tangent(dots, z, x, y):
+    dx, dy = dots
+    return (dx * x + dy * y) / z
+
+
+@tangent_rule(math.copysign)
+def copysign_tangent(dots, z, x, y):
+    dx, dy = dots
+    return dx * (1.0 if (x >= 0) == (y >= 0) else -1.0)

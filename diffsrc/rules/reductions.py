@@ -13,7 +13,7 @@ Conventions:
 import numpy as np
 
 from .lowering_hooks import is_none, is_true, positional
-from .registry import Method, adjoint_rule, register
+from .registry import Method, adjoint_rule, is_zero, linear, register, tangent_rule
 from ..runtime import (average_adjoint, cov_adjoint, cumprod_adjoint, extremum_share,
                        nanvar_adjoint, prod_adjoint, quantile_adjoint, undiff, unreduce)
 
@@ -234,3 +234,108 @@ def extremum_share_adjoint(c, r, g, y, x, axis=None, keepdims=False):
     chosen = x == unreduce(y, x, axis, keepdims)
     count = np.sum(chosen, axis=axis, keepdims=True, dtype=np.result_type(x))
     return np.sum(c * chosen / count, axis=axis, keepdims=keepdims), None, None
+
+
+# ------------------------------------------------------------------------ tangent rules
+# Linear reductions are their own tangents. The others reduce disjoint slices of x, and
+# their adjoints spread the output adjoint over each slice times a weight: with a unit
+# output adjoint, the adjoint is the partial derivative, and the tangent is the sum of
+# weight * x_dot over the reduced axes.
+linear(np.sum, Method("sum"), np.mean, Method("mean"), np.cumsum, Method("cumsum"), np.diff,
+       undiff, unreduce, quantile_adjoint, extremum_share)
+
+
+def weighted_sum(weights, x_dot, axis, keepdims):
+    """The tangent of a reduction from its partial derivatives (an adjoint with unit seed)."""
+    return np.sum(weights[0] * x_dot, axis=axis, keepdims=keepdims)
+
+
+@tangent_rule(np.prod, Method("prod"))
+def prod_tangent(dots, y, x, axis=None, dtype=None, out=None, keepdims=False, initial=None,
+                 where=True):
+    """Exact with zeros (no division)."""
+    partials = prod_rule(np.ones_like(y), y, x, axis, dtype, out, keepdims, initial, where)
+    return weighted_sum(partials, dots[0], axis, keepdims)
+
+
+@tangent_rule(np.max, np.amax, np.min, np.amin, np.nanmax, np.nanmin, Method("max"),
+              Method("min"))
+def extremum_tangent(dots, y, x, axis=None, out=None, keepdims=False, initial=None, where=True):
+    """Tied extrema share: the mean of their tangents."""
+    partials = extremum_adjoint(np.ones_like(y), y, x, axis, out, keepdims, initial, where)
+    return weighted_sum(partials, dots[0], axis, keepdims)
+
+
+@tangent_rule(np.ptp)
+def ptp_tangent(dots, y, x, axis=None, out=None, keepdims=False):
+    """Tied extrema share, as max and min."""
+    return weighted_sum(ptp_adjoint(np.ones_like(y), y, x, axis, out, keepdims), dots[0], axis,
+                        keepdims)
+
+
+@tangent_rule(np.var, Method("var"))
+def var_tangent(dots, y, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False,
+                correction=None, where=True, mean=None):
+    partials = var_adjoint(np.ones_like(y), y, x, axis, dtype, out, ddof, keepdims, correction,
+                           where, mean)
+    return weighted_sum(partials, dots[0], axis, keepdims)
+
+
+@tangent_rule(np.std, Method("std"))
+def std_tangent(dots, y, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False,
+                correction=None, where=True, mean=None):
+    """NaN where std == 0, as the adjoint."""
+    partials = std_adjoint(np.ones_like(y), y, x, axis, dtype, out, ddof, keepdims, correction,
+                           where, mean)
+    return weighted_sum(partials, dots[0], axis, keepdims)
+
+
+@tangent_rule(np.nansum)
+def nansum_tangent(dots, y, x, axis=None, dtype=None, out=None, keepdims=False, initial=None,
+                   where=True):
+    partials = nansum_adjoint(np.ones_like(y), y, x, axis, dtype, out, keepdims, initial, where)
+    return weighted_sum(partials, dots[0], axis, keepdims)
+
+
+@tangent_rule(np.nanmean)
+def nanmean_tangent(dots, y, x, axis=None, dtype=None, out=None, keepdims=False):
+    partials = nanmean_adjoint(np.ones_like(y), y, x, axis, dtype, out, keepdims)
+    return weighted_sum(partials, dots[0], axis, keepdims)
+
+
+@tangent_rule(np.nanvar)
+def nanvar_tangent(dots, y, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+    partials = nanvar_rule(np.ones_like(y), y, x, axis, dtype, out, ddof, keepdims)
+    return weighted_sum(partials, dots[0], axis, keepdims)
+
+
+@tangent_rule(np.nanstd)
+def nanstd_tangent(dots, y, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+    partials = nanstd_rule(np.ones_like(y), y, x, axis, dtype, out, ddof, keepdims)
+    return weighted_sum(partials, dots[0], axis, keepdims)
+
+
+@tangent_rule(np.median)
+def median_tangent(dots, y, a, axis=None, out=None, overwrite_input=False, keepdims=False):
+    """The middle entry's tangent (the mean of the two middle ones for an even count)."""
+    partials = median_adjoint(np.ones_like(y), y, a, axis, out, overwrite_input, keepdims)
+    return weighted_sum(partials, dots[0], axis, keepdims)
+
+
+@tangent_rule(np.average)
+def average_tangent(dots, y, a, axis=None, weights=None, returned=False, keepdims=False):
+    """The weighted mean of the tangent; differentiable weights are not supported in forward
+    mode (an error when the code runs)."""
+    if len(dots) > 2 and not is_zero(dots[2]):
+        raise NotImplementedError("np.average with differentiated weights has no tangent rule")
+    if is_none(weights):
+        return np.mean(dots[0], axis=axis, keepdims=keepdims)
+    return np.average(dots[0], axis, weights, False, keepdims)
+
+
+@tangent_rule(np.cov)
+def cov_tangent(dots, y, m, y2=None, rowvar=True, bias=False, ddof=None, **kwargs):
+    """cov is quadratic in m, so (cov(m + dm) - cov(m - dm)) / 2 is its tangent exactly."""
+    dm = dots[0]
+    return (np.cov(m + dm, y2, rowvar, bias, ddof, **kwargs)
+            - np.cov(m - dm, y2, rowvar, bias, ddof, **kwargs)) / 2.0

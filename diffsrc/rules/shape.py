@@ -10,7 +10,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .lowering_hooks import each_argument, sequence_of_parts, static_value
-from .registry import Method, adjoint_rule, register
+from .registry import Method, adjoint_rule, linear, register, tangent_rule
 from ..runtime import (meshgrid_adjoint, ndtuple, restack, rollaxis_adjoint, split_like,
                        split_parts, stack_parts, unbroadcast, unconcatenate, undiag, undiagonal,
                        unpad, unrepeat, unslide, unstack, untile, untrace)
@@ -364,3 +364,30 @@ def unslide_adjoint(c, r, g, x, window_shape, axis=None):
 @adjoint_rule(rollaxis_adjoint)
 def rollaxis_adjoint_adjoint(c, r, g, x, axis, start=0):
     return (np.rollaxis(c, axis, start), None)
+
+
+# ------------------------------------------------------------------------ tangent rules
+# Moving entries around is linear: each function (and each adjoint helper above) is its
+# own tangent, applied to the tangents of the arrays it moves.
+linear(np.reshape, np.ravel, np.squeeze, np.expand_dims, np.atleast_1d, np.atleast_2d,
+       np.atleast_3d, Method("reshape"), Method("ravel"), Method("flatten"), Method("squeeze"),
+       np.transpose, Method("transpose"), Method("T", attribute=True), np.swapaxes,
+       Method("swapaxes"), np.moveaxis, np.broadcast_to, np.concatenate, np.stack, np.hstack,
+       np.vstack, np.dstack, np.column_stack, np.split, np.array_split, np.hsplit, np.vsplit,
+       np.dsplit, np.tile, np.repeat, Method("repeat"), np.flip, np.fliplr, np.flipud, np.roll,
+       np.rot90, np.diag, np.diagonal, Method("diagonal"), np.trace, Method("trace"), np.triu,
+       np.tril, sliding_window_view, np.rollaxis, np.matrix_transpose,
+       np.linalg.matrix_transpose, np.linalg.trace, np.linalg.diagonal,
+       *([np.row_stack] if hasattr(np, "row_stack") else []),
+       meshgrid_adjoint, rollaxis_adjoint, split_parts, undiag, undiagonal, unpad, unrepeat,
+       unslide, untile, untrace, restack, stack_parts, unconcatenate, unstack, split_like)
+linear(np.append, positions=(0, 1))
+linear(np.meshgrid, positions=None)
+
+
+@tangent_rule(np.pad)
+def pad_tangent(dots, y, x, pad_width, mode="constant", **kwargs):
+    """Constant padding has a zero tangent; the copying modes copy the tangent."""
+    if mode == "constant":
+        return np.pad(dots[0], pad_width)
+    return np.pad(dots[0], pad_width, mode, **kwargs)

@@ -3,7 +3,7 @@ import operator
 
 import numpy as np
 
-from .registry import adjoint_rule, register
+from .registry import adjoint_rule, linear, register
 from .. import runtime
 
 
@@ -94,3 +94,12 @@ def add_into_adjoint(y_bar, y, acc, index, g):
 @adjoint_rule(runtime.accumulate)
 def accumulate_adjoint(y_bar, y, a, b):
     return y_bar, y_bar
+
+
+# ------------------------------------------------------------------------ tangent rules
+# Building, reading and updating containers is linear in the values they hold.
+linear(make_tuple, make_list, positions=None)
+linear(make_dict, positions=None, first=1)
+linear(list_append, runtime.accumulate, positions=(0, 1))
+linear(runtime.index_update, runtime.add_into, positions=(0, 2))
+linear(runtime.unbroadcast)

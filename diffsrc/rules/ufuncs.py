@@ -23,7 +23,8 @@ import math
 import numpy as np
 
 from .lowering_hooks import positional
-from .registry import Method, adjoint_rule, nondifferentiable, register
+from .registry import (Method, adjoint_rule, diagonal, is_zero, linear, nondifferentiable,
+                       register, tangent_rule)
 from ..runtime import clip_bound_adjoint, clip_mask, unbroadcast, winner_share
 
 FAMILY = "elementwise"
@@ -323,3 +324,107 @@ def nan_to_num_adjoint(y_bar, y, x, *args, **kwargs):
 def ldexp_adjoint(z_bar, z, x1, x2):
     """x1 * 2**x2 with integer x2 (no adjoint): exact scaling of the adjoint."""
     return unbroadcast(np.ldexp(z_bar, x2), x1), None
+
+
+# ------------------------------------------------------------------------ tangent rules
+# One-argument functions: the adjoint applied to the tangent (registry.DIAGONAL).
+diagonal(np.square, np.sqrt, np.cbrt, np.reciprocal, np.exp, np.exp2, np.expm1, np.log,
+         np.log2, np.log10, np.log1p, np.sin, np.cos, np.tan, np.arcsin, np.arccos, np.arctan,
+         np.tanh, np.sinh, np.cosh, np.arcsinh, np.arccosh, np.arctanh, np.abs, np.absolute,
+         np.fabs, abs, np.deg2rad, np.radians, np.rad2deg, np.degrees, np.sinc, np.conj,
+         np.conjugate, np.real, np.real_if_close, Method("conj"), Method("conjugate"),
+         Method("real", attribute=True), np.nan_to_num)
+linear(np.ldexp)
+linear(np.where, positions=(1, 2))
+
+
+@tangent_rule(np.float_power)
+def float_power_tangent(dots, z, x, y):
+    dx, dy = dots
+    return dx * (y * np.float_power(x, y - 1)) + dy * (z * np.log(np.where(x > 0, x, 1)))
+
+
+@tangent_rule(np.logaddexp)
+def logaddexp_tangent(dots, z, x, y):
+    dx, dy = dots
+    return dx * np.exp(x - z) + dy * np.exp(y - z)
+
+
+@tangent_rule(np.logaddexp2)
+def logaddexp2_tangent(dots, z, x, y):
+    dx, dy = dots
+    return dx * np.exp2(x - z) + dy * np.exp2(y - z)
+
+
+@tangent_rule(np.arctan2)
+def arctan2_tangent(dots, z, y, x):
+    dy, dx = dots
+    return (dy * x - dx * y) / (x * x + y * y)
+
+
+@tangent_rule(np.hypot)
+def hypot_tangent(dots, z, x, y):
+    """0 at the origin, as the adjoint."""
+    dx, dy = dots
+    return (dx * x + dy * y) / (z + (z == 0))
+
+
+@tangent_rule(np.maximum)
+def maximum_tangent(dots, z, x, y):
+    """Ties take the mean of the two tangents (the adjoint's half-and-half)."""
+    dx, dy = dots
+    return dx * (x > y) + dy * (x < y) + (dx + dy) * (0.5 * (x == y))
+
+
+@tangent_rule(np.minimum)
+def minimum_tangent(dots, z, x, y):
+    """Ties take the mean of the two tangents (the adjoint's half-and-half)."""
+    dx, dy = dots
+    return dx * (x < y) + dy * (x > y) + (dx + dy) * (0.5 * (x == y))
+
+
+@tangent_rule(np.fmax)
+def fmax_tangent(dots, z, x, y):
+    """As maximum; a NaN argument loses."""
+    dx, dy = dots
+    return (dx * ((x > y) | np.isnan(y)) + dy * ((y > x) | (np.isnan(x) & ~np.isnan(y)))
+            + (dx + dy) * (0.5 * (x == y)))
+
+
+@tangent_rule(np.fmin)
+def fmin_tangent(dots, z, x, y):
+    """As minimum; a NaN argument loses."""
+    dx, dy = dots
+    return (dx * ((x < y) | np.isnan(y)) + dy * ((y < x) | (np.isnan(x) & ~np.isnan(y)))
+            + (dx + dy) * (0.5 * (x == y)))
+
+
+@tangent_rule(np.clip, Method("clip"))
+def clip_tangent(dots, y, x, a_min=None, a_max=None, *args, **kwargs):
+    """1 on the closed interval; outside it, the tangent of the bound that wins."""
+    dx, dlow, dhigh = (tuple(dots) + (None, None))[:3]
+    inside = clip_mask(x, a_min, a_max)
+    total = dx * inside
+    if not is_zero(dlow) and dlow is not None:
+        total = total + dlow * ((x < a_min) & ~(x > a_max))
+    if not is_zero(dhigh) and dhigh is not None:
+        total = total + dhigh * (x > a_max)
+    return total
+
+
+@tangent_rule(np.copysign)
+def copysign_tangent(dots, z, x, y):
+    dx, dy = dots
+    return dx * np.where(np.signbit(x) == np.signbit(y), 1.0, -1.0)
+
+
+@tangent_rule(np.fmod)
+def fmod_tangent(dots, z, x, y):
+    dx, dy = dots
+    return dx * np.ones_like(z) - dy * np.trunc(x / y)
+
+
+@tangent_rule(np.heaviside)
+def heaviside_tangent(dots, z, x1, x2):
+    dx1, dx2 = dots
+    return dx2 * (x1 == 0)
