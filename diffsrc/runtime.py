@@ -159,11 +159,15 @@ def unreduce(g, x, axis=None, keepdims=False):
 def matmul_left(g, a, b):
     """The adjoint of `a` in `a @ b`, for every rank NumPy's matmul accepts.
 
-    With few rows in g, `(b @ g.T).T` is up to 2x faster than `g @ b.T` (BLAS handles a
-    transposed small operand better than a transposed large one); a stack of matrices
-    times one matrix is one 2-D product, not a loop of small ones."""
+    With few rows in g against b's, `(b @ g.T)` is up to 2x faster than `g @ b.T` (BLAS
+    handles a transposed small operand better than a transposed large one), and its
+    transpose is copied to C order when that copy is small against the product (mixed
+    C and Fortran operands make later elementwise ops up to 10x slower). A stack of
+    matrices times one matrix is one 2-D product, not a loop of small ones."""
     if a.ndim == 2 and b.ndim == 2:          # unbroadcast: keeps a's dtype in mixed precision
-        return unbroadcast((b @ g.T).T if g.shape[0] < b.shape[0] else g @ b.T, a)
+        if g.shape[0] < b.shape[0] <= g.shape[1]:
+            return unbroadcast((b @ g.T).T.copy(), a)
+        return unbroadcast(g @ b.T, a)
     if a.ndim > 2 and b.ndim == 2:
         return unbroadcast((g.reshape(-1, g.shape[-1]) @ b.T).reshape(a.shape), a)
     if a.ndim == 1 and b.ndim == 1:

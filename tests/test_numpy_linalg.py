@@ -444,3 +444,16 @@ def test_eigenvalue_adjoints_are_exact_for_degenerate_spectra():
     a = 2.0 * np.eye(3)
     np.testing.assert_allclose(ds.grad(eig_sum_sq)(a), np.tril(2 * 2.0 * np.eye(3)) * 1.0)
     check_grad(eigvalsh_f, (np.diag([1.0, 1.0, 3.0]),))     # symmetric in the eigenvalues
+
+
+def wide_product(a, b):
+    return out(a @ b)
+
+
+@pytest.mark.parametrize("m, k, n", [(2, 4, 6), (4, 2, 6), (2, 6, 4), (3, 3, 3)])
+def test_matmul_adjoints_are_c_contiguous(m, k, n):
+    """Whichever product the adjoint computes, it comes back in C order (a Fortran-order
+    gradient makes the optimizer's elementwise updates many times slower)."""
+    a, b = random_array((m, k), 1), random_array((k, n), 2)
+    ga, gb = check_grad(wide_product, (a, b), wrt=(0, 1))
+    assert ga.flags.c_contiguous and gb.flags.c_contiguous
