@@ -1328,7 +1328,8 @@ def objectify(a):
         return a
     value = a.value
     cls = type(value)
-    if getattr(value, "__diffsrc_transform__", None) is not None:
+    if getattr(value, "__diffsrc_transform__", None) is not None or \
+            getattr(value, "__diffsrc_inline__", None) is not None:
         return a
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         names = tuple(f.name for f in dataclasses.fields(value))

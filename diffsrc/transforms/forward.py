@@ -112,8 +112,8 @@ class ForwardTransform:
             if entry is None and hasattr(fn, "__code__"):
                 raise self.error(op, f"recursive call to {callable_name(fn)} cannot be "
                                  "differentiated in forward mode")
-            raise self.error(op, f"no tangent rule for {callable_name(fn)}; register one with "
-                             "@ds.tangent")
+            name = entry.emit if entry is not None and entry.emit else callable_name(fn)
+            raise self.error(op, f"no tangent rule for {name}; register one with @ds.tangent")
         active_kw = [k for k, a in zip(kwnames, keyword) if self.dot(a) is not None]
         if active_kw:
             raise self.error(op, f"{callable_name(fn)} receives a differentiated value as "
