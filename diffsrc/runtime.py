@@ -105,8 +105,29 @@ def unindex(g, x, index):
     if _is_basic(index):
         out[index] = g
     else:
-        np.add.at(out, index, g)
+        scatter_add(out, index, g)
     return out
+
+
+def scatter_add(out, index, g):
+    """`np.add.at(out, index, g)`. A gather of whole rows by one integer array (an
+    embedding lookup) sums the repeated rows by sorting and `np.add.reduceat` instead:
+    about 9x faster than np.add.at for a 1600-token batch of 64-wide rows."""
+    if not (type(out) is np.ndarray and out.ndim > 1 and isinstance(index, np.ndarray)
+            and index.dtype.kind in "iu" and index.size * out.size >= 4096 * out.shape[0]):
+        np.add.at(out, index, g)
+        return
+    n = out.shape[0]
+    rows = index.reshape(-1)
+    if rows.min() < -n:
+        raise IndexError(f"index {rows.min()} is out of bounds for axis 0 with size {n}")
+    rows = np.where(rows < 0, rows + n, rows)
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    values = np.broadcast_to(g, index.shape + out.shape[1:]).reshape(
+        (rows.size,) + out.shape[1:])[order]
+    out[ordered[starts]] += np.add.reduceat(values, starts, axis=0)
 
 
 def _is_basic(index):
@@ -1316,7 +1337,7 @@ def add_into(acc, index, g):
     elif _is_basic(index):
         acc[index] += g
     else:
-        np.add.at(acc, index, g)
+        scatter_add(acc, index, g)
     return acc
 
 

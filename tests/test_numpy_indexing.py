@@ -266,3 +266,32 @@ def test_take_and_take_along_axis_over_shapes(data):
                                           elements=st.integers(0, n - 1))))
     check_grad(source(f"np.take_along_axis(x, np.array({along.tolist()!r}), axis={axis})"),
                (x,))
+
+
+# ------------------------------------------ embedding lookups: many rows gathered by one array
+def embed_loss(x, idx):
+    return out(x[idx] * np.linspace(0.5, 1.5, x.shape[1]))
+
+
+@HYP
+@given(data=st.data())
+def test_embedding_gather_sums_repeated_rows(data):
+    """Large enough for scatter_add's sorted path; repeated and negative row indices."""
+    v = data.draw(st.integers(1, 6), label="rows")
+    idx = data.draw(hnp.arrays(np.int64, (8, 8), elements=st.integers(-v, v - 1)), label="idx")
+    x = data.draw(arrays((v, 64)), label="x")
+    expected = np.zeros_like(x)
+    np.add.at(expected, idx, (2 * x[idx] * np.linspace(0.5, 1.5, 64) + 1)
+              * np.linspace(0.5, 1.5, 64))
+    np.testing.assert_allclose(ds.grad(embed_loss)(x, idx), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_embedding_gather_matches_finite_differences():
+    idx = np.random.default_rng(3).integers(-4, 4, size=(70,))
+    check_grad(embed_loss, (random_array((4, 64), 5), idx))
+
+
+def test_scatter_add_rejects_an_out_of_bounds_negative_index():
+    from diffsrc.runtime import scatter_add
+    with pytest.raises(IndexError):
+        scatter_add(np.zeros((3, 64)), np.full(100, -4), np.ones((100, 64)))
