@@ -9,7 +9,7 @@ import numpy as np
 
 from .api import (GradientFunction, _bind, _check_differentiable, _closure_key, _fast_key,
                   _global_cache, _example_args, _pullback_cache, _resolve, pullback, transform)
-from .errors import TransformError
+from .errors import NoRuleError, TransformError
 from .frontend.abstract import Static, TupleS
 from .frontend.trees import build, tree_of
 from .rules import registry
@@ -42,6 +42,18 @@ def _check_tangent(fn, i, primal, tangent):
                          f"have the structure and shapes of the argument")
 
 
+def _at_users_line(exc):
+    """An error in generated code being differentiated again, moved to the user's line."""
+    for compiled in list(_global_cache.values()) + list(_pullback_cache.values()):
+        if compiled.filename == exc.filename:
+            loc = compiled.line_locs.get(exc.lineno)
+            if loc is not None:
+                return type(exc)(exc.message + f" (in the derivative code generated from "
+                                 f"this line, {exc.filename}:{exc.lineno})", loc.filename,
+                                 loc.lineno)
+    return exc
+
+
 def _leaves(tree, value):
     from .frontend.trees import leaves_of
     return leaves_of(tree, value)
@@ -66,7 +78,10 @@ class JvpFunction:
         compiled = _global_cache.get(key)
         if compiled is None:
             _check_differentiable(getattr(self.fn, "fn", self.fn), primals, wrt)
-            compiled = transform(self.fn, primals, wrt, "jvp", order=self.order)
+            try:
+                compiled = transform(self.fn, primals, wrt, "jvp", order=self.order)
+            except NoRuleError as exc:
+                raise _at_users_line(exc) from None
             _global_cache[key] = compiled
         self.last = compiled
         return compiled

@@ -89,7 +89,8 @@ def linalg_mix(a):
     s = a @ a.T + 3.0 * np.eye(3)
     l = np.linalg.cholesky(s)
     return (np.linalg.det(s) * np.trace(np.linalg.inv(s)) + np.linalg.solve(s, a[:, 0]).sum()
-            + np.linalg.norm(a) + np.sum(l) + np.einsum("ij,ij->", a, a))
+            + np.linalg.norm(a) + np.sum(l) + np.einsum("ij,ij->", a, a)
+            + np.linalg.slogdet(s).logabsdet + np.sum(np.linalg.eigvalsh(s) ** 2))
 
 
 def test_jvp_of_linear_algebra():
@@ -235,19 +236,34 @@ def test_source_of_hvp_shows_the_forward_over_reverse_code():
 
 
 # -------------------------------------------------------------------------------- errors
-def uses_eigh(a):
-    w, v = np.linalg.eigh(a)
-    return np.sum(w)
+def uses_pinv(a):
+    p = np.linalg.pinv(a)
+    return np.sum(p)
 
 
 def test_a_primitive_without_tangent_rule_names_itself_the_order_and_the_line():
     a = np.eye(2)
     with pytest.raises(ds.NoRuleError) as info:
-        ds.jvp(uses_eigh, (a,), (a,))
+        ds.jvp(uses_pinv, (a,), (a,))
     message = str(info.value)
-    assert "np.linalg.eigh" in message and "forward mode" in message
-    assert "test_forward_mode.py" in message and str(uses_eigh.__code__.co_firstlineno + 1) \
+    assert "np.linalg.pinv" in message and "forward mode" in message
+    assert "test_forward_mode.py" in message and str(uses_pinv.__code__.co_firstlineno + 1) \
         in message
+
+
+def uses_eigh(a):
+    w, v = np.linalg.eigh(a @ a.T)
+    return np.sum(w ** 2) + np.sum(v[:, 0] ** 2 * w)
+
+
+def test_an_error_in_generated_code_differentiated_again_points_at_the_users_line():
+    a = np.random.default_rng(5).normal(size=(3, 3))
+    check_jvp(uses_eigh, (a,), rtol=1e-5)
+    with pytest.raises(ds.NoRuleError) as info:
+        ds.hvp(uses_eigh)(a, a)
+    message = str(info.value)
+    assert "eigh_adjoint" in message and "second order (hvp)" in message
+    assert f"test_forward_mode.py:{uses_eigh.__code__.co_firstlineno + 1}:" in message
 
 
 def softsign(x):

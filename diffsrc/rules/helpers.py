@@ -11,7 +11,7 @@ right factor and for np.dot).
 """
 import numpy as np
 
-from .registry import adjoint_rule, lookup, register
+from .registry import adjoint_rule, linear, lookup, register
 from .. import runtime
 from ..runtime import unbroadcast
 
@@ -59,3 +59,7 @@ def unreduce_adjoint(y_bar, y, g, x, axis=None, keepdims=False):
 
 
 assert lookup(runtime.unbroadcast).meta.get("lower") is not None
+
+# Tangent rules of these helpers (forward over reverse): linear in the adjoint they move;
+# which argument wins is piecewise constant.
+linear(runtime.winner_share)

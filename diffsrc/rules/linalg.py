@@ -427,14 +427,58 @@ def det_tangent(dots, y, a):
     return y * np.trace(np.linalg.solve(a, dots[0]), axis1=-2, axis2=-1)
 
 
+def read_triangle(a_dot, uplo):
+    """The symmetric matrix made of the triangle of `a_dot` that NumPy reads."""
+    if uplo == "U":
+        return np.triu(a_dot) + np.swapaxes(np.triu(a_dot, 1), -1, -2)
+    return np.tril(a_dot) + np.swapaxes(np.tril(a_dot, -1), -1, -2)
+
+
+@tangent_rule(np.linalg.eigh)
+def eigh_tangent(dots, y, a, UPLO="L"):
+    """w_dot = diag(V^T S V), V_dot = V (F o V^T S V) with F_ij = 1 / (w_j - w_i) (0 for
+    equal eigenvalues, as the adjoint), S the triangle NumPy reads, symmetrised."""
+    m = np.swapaxes(y[1], -1, -2) @ read_triangle(dots[0], UPLO) @ y[1]
+    gap = np.expand_dims(y[0], -2) - np.expand_dims(y[0], -1)
+    f = np.where(gap == 0, 0.0, 1.0 / np.where(gap == 0, 1.0, gap))
+    return (np.diagonal(m, 0, -2, -1), y[1] @ (f * m))
+
+
+@tangent_rule(np.linalg.eigvalsh)
+def eigvalsh_tangent(dots, w, a, UPLO="L"):
+    """diag(V^T S V), with the eigenvectors recomputed."""
+    v = np.linalg.eigh(a, UPLO)[1]
+    return np.diagonal(np.swapaxes(v, -1, -2) @ read_triangle(dots[0], UPLO) @ v, 0, -2, -1)
+
+
+@tangent_rule(np.linalg.slogdet)
+def slogdet_tangent(dots, y, a):
+    """The sign is piecewise constant; logabsdet's tangent is trace(a^-1 a_dot)."""
+    return (y[0] * 0.0, np.trace(np.linalg.solve(a, dots[0]), axis1=-2, axis2=-1))
+
+
+@tangent_rule(Method("sign", attribute=True))
+def slogdet_sign_tangent(dots, y, result):
+    return None
+
+
+@tangent_rule(Method("logabsdet", attribute=True), Method("eigenvectors", attribute=True))
+def second_field_tangent(dots, y, result):
+    return dots[0][1]
+
+
+@tangent_rule(Method("eigenvalues", attribute=True))
+def first_field_tangent(dots, y, result):
+    return dots[0][0]
+
+
 @tangent_rule(np.linalg.cholesky)
 def cholesky_tangent(dots, l, a, upper=False):
     """L phi(L^-1 S L^-T), phi the lower triangle with half the diagonal, S the symmetric
     matrix of the triangle NumPy reads (the adjoint's convention)."""
+    s = read_triangle(dots[0], "U" if upper else "L")
     if upper:
         raise NotImplementedError("np.linalg.cholesky(upper=True) has no tangent rule")
-    da = dots[0]
-    s = np.tril(da) + np.swapaxes(np.tril(da, -1), -1, -2)
     li = np.linalg.inv(l)
     m = li @ s @ np.swapaxes(li, -1, -2)
     return l @ (np.tril(m, -1) + 0.5 * m * np.eye(np.shape(m)[-1]))
