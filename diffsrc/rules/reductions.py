@@ -330,7 +330,7 @@ def average_tangent(dots, y, a, axis=None, weights=None, returned=False, keepdim
         raise NotImplementedError("np.average with differentiated weights has no tangent rule")
     if is_none(weights):
         return np.mean(dots[0], axis=axis, keepdims=keepdims)
-    return np.average(dots[0], axis, weights, False, keepdims)
+    return np.average(dots[0], axis, weights, keepdims=keepdims)
 
 
 @tangent_rule(np.cov)
