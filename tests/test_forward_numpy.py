@@ -35,6 +35,7 @@ EXPRESSIONS = """
     np.cross(x[:,:3],x[1:2,1:]) np.convolve(x[0],x[1]) np.correlate(x[0],x[1],"full")
     np.linalg.inv(x[:,:3]+3*np.eye(3)) np.linalg.det(x[:,:3]) np.linalg.norm(x,1)
     np.linalg.norm(x,"nuc") np.linalg.norm(x,axis=1) np.linalg.solve(x[:,:3]+np.eye(3),x[:,3])
+    np.linalg.solve(x[:,:3]+np.eye(3),x[:,1:]) np.linalg.solve(x[:,:3]+np.eye(3),np.ones(3))
     np.linalg.cholesky(x[:,:3]@x[:,:3].T+np.eye(3)) np.array([x[0,0],2.0*x[1,1]])
     np.full((2,2),x[0,0]) np.linspace(x[0,0],x[1,1],5) np.float64(x) x.copy()
     max(x[0,0],x[0,1]) float(x[1,2])*x
@@ -73,7 +74,6 @@ SECOND_ORDER_GAPS = {"np.prod(x,axis=1)": "prod_adjoint", "np.nanvar(x)": "nanva
                      "np.linalg.norm(x,1)": "norm_adjoint",
                      "np.linalg.norm(x,\"nuc\")": "norm_adjoint",
                      "np.linalg.cholesky(x[:,:3]@x[:,:3].T+np.eye(3))": "cholesky_adjoint",
-                     "np.linalg.solve(x[:,:3]+np.eye(3),x[:,3])": "solve_b_full",
                      "np.einsum(\"ij,kj->ik\",x,x)": "einsum_adjoint"}
 
 

@@ -501,3 +501,16 @@ def vector_norm_tangent(dots, y, x, axis=None, keepdims=False, ord=2):
 def matrix_norm_tangent(dots, y, x, keepdims=False, ord="fro"):
     (partials,) = matrix_norm_rule(np.ones_like(y), y, x, keepdims, ord)
     return np.sum(partials * dots[0], axis=(-2, -1), keepdims=keepdims)
+
+
+@tangent_rule(solve_b_full)
+def solve_b_full_tangent(dots, r, g, a, b):
+    """r = solve(a^T, g): r_dot = solve(a^T, g_dot - a_dot^T r), in r's vector or matrix
+    layout."""
+    dg, da = dots[0], dots[1]
+    if is_zero(da):
+        return solve_b_full(dg, a, b)
+    dat = np.swapaxes(da, -1, -2)
+    if np.ndim(b) == 1 and np.ndim(g) >= 1:
+        return solve_b_full(dg - (dat @ r[..., None])[..., 0], a, b)
+    return solve_b_full(dg - dat @ r, a, b)
