@@ -115,6 +115,25 @@ def rule_text(entry):
     return where, first
 
 
+def tangent_text(entries):
+    """The forward-mode (tangent) rule of the differentiable forms, or a visible gap."""
+    differentiable = [e for e in entries if e.adjoint is not None]
+    if not differentiable:
+        return "—"
+    kinds = set()
+    for e in differentiable:
+        if e.tangent is None:
+            return "**no tangent rule**"
+        if isinstance(e.tangent, registry.Linear):
+            kinds.add("linear")
+        elif e.tangent == registry.DIAGONAL:
+            kinds.add("from the adjoint")
+        else:
+            kinds.add(f"`{e.tangent.__module__.replace('diffsrc.rules.', '')}."
+                      f"{e.tangent.__name__}`")
+    return ", ".join(sorted(kinds))
+
+
 def cell(flag):
     return "yes" if flag else "—"
 
@@ -151,7 +170,8 @@ def row(name):
     else:
         m_form = "—"
     o_form = f"`{op[0]}`" if op_entry is not None else "—"
-    return f"| {fn_form} | {m_form} | {o_form} | {verdict} | {where} | {doc} |", verdict
+    return (f"| {fn_form} | {m_form} | {o_form} | {verdict} | {tangent_text(entries)} | "
+            f"{where} | {doc} |"), verdict
 
 
 def numpy_name(fn):
@@ -197,7 +217,8 @@ def others():
                  "lowered": "lowered to differentiable calls",
                  "missing": "**no rule**"}[status(entry)]
         where, doc = rule_text(entry)
-        rows.setdefault(family, []).append(f"| {label} | {state} | {where} | {doc} |")
+        rows.setdefault(family, []).append(
+            f"| {label} | {state} | {tangent_text([entry])} | {where} | {doc} |")
     return {k: sorted(v) for k, v in sorted(rows.items())}
 
 
@@ -210,7 +231,8 @@ when this page is out of date or a listed function has no rule.*
 Each row is one NumPy function of the coverage list: its function form, its ndarray
 method/attribute form and its operator form where NumPy has them (and whether diffsrc
 registers each), whether it has a reverse-mode rule or is registered as having no
-derivative (its output is a constant of the derivative), the rule template, and the
+derivative (its output is a constant of the derivative), its forward-mode (tangent)
+rule (see "Forward mode" at the end), the reverse rule template, and the
 first paragraph of the template's docstring, where conventions at kinks and ties are
 stated. Rules live in `diffsrc/rules/` (ufuncs, reductions, shape, indexing, linalg,
 creation; operators in arithmetic, subscripts in structures).
@@ -255,9 +277,9 @@ def generate():
     missing = []
     for family, text in SPEC.items():
         lines.append(f"## {family}\n")
-        lines.append("| Function | Method / attribute | Operator | Derivative | Rule | "
-                     "Convention / notes |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append("| Function | Method / attribute | Operator | Derivative | Tangent | Rule "
+                     "| Convention / notes |")
+        lines.append("|---|---|---|---|---|---|---|")
         for name in text.split():
             line, verdict = row(name)
             lines.append(line)
@@ -271,8 +293,8 @@ def generate():
     lines.append("## Other registered NumPy functions\n")
     for family, rows in others().items():
         lines.append(f"### {family}\n")
-        lines.append("| Function | Derivative | Rule | Convention / notes |")
-        lines.append("|---|---|---|---|")
+        lines.append("| Function | Derivative | Tangent | Rule | Convention / notes |")
+        lines.append("|---|---|---|---|---|")
         lines.extend(rows)
         lines.append("")
     lines.append("## Second order\n")
@@ -289,6 +311,29 @@ def generate():
         (with_rule if entry.adjoint is not None else without).append(f"`{fn.__name__}`")
     lines.append("With a rule: " + ", ".join(sorted(with_rule)) + ".\n")
     lines.append("First order only: " + ", ".join(sorted(without)) + ".\n")
+    lines.append("Forward over reverse (`ds.hvp`, `ds.hessian`) runs the pullback in forward "
+                 "mode, so it needs the *tangent* rule of each helper the pullback calls; "
+                 "one without raises `NoRuleError` naming it and \"second order\".\n")
+    forward, backward_only = [], []
+    for entry in registry.PRIMITIVES.values():
+        fn = entry.fn
+        if getattr(fn, "__module__", None) != runtime.__name__ or entry.nondiff or \
+                entry.foldable or entry.effect or fn.__name__.startswith("_"):
+            continue
+        (forward if entry.tangent is not None else backward_only).append(f"`{fn.__name__}`")
+    lines.append("With a tangent rule: " + ", ".join(sorted(forward)) + ".\n")
+    lines.append("Without: " + ", ".join(sorted(backward_only)) + ".\n")
+    no_tangent = sorted({e.emit or getattr(e.fn, "__name__", repr(e.fn))
+                         for e in registry.PRIMITIVES.values()
+                         if e.adjoint is not None and e.tangent is None and
+                         getattr(e.fn, "__module__", None) != runtime.__name__})
+    lines.append("## Forward mode\n")
+    lines.append("The Tangent column names each function's forward-mode rule: a template, "
+                 "`linear` (the function applied to the tangents) or `from the adjoint` "
+                 "(an elementwise function of one argument, whose adjoint is its tangent). "
+                 "Functions with a reverse rule but no tangent rule raise `NoRuleError` in "
+                 "`ds.jvp`, `ds.hvp`, `ds.hessian` and forward-mode `ds.jacobian`: "
+                 + ", ".join(f"`{n}`" for n in no_tangent) + ".\n")
     if missing:
         lines.append("## Gaps\n")
         lines.append("Listed but without a rule: " + ", ".join(f"`{m}`" for m in missing))

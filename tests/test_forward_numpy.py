@@ -91,3 +91,23 @@ def test_hvp_of_each_function_or_a_clear_error(expression):
     eps = 1e-6
     np.testing.assert_allclose(hv, (g(X + eps * v) - g(X - eps * v)) / (2 * eps), rtol=1e-5,
                                atol=1e-6)
+
+
+# Reverse rules without a tangent rule: forward mode raises NoRuleError for these (listed in
+# docs/numpy_coverage.md). Adding a reverse rule without its tangent rule fails this test.
+FORWARD_GAPS = {".Q", ".R", ".S", ".U", ".Vh", ".cumprod", "np.cumprod", "einsum_adjoint",
+                "np.linalg.matrix_power", "np.linalg.pinv", "np.linalg.qr", "np.linalg.svd",
+                "np.linalg.svdvals", "np.partition", "np.percentile", "np.quantile"}
+
+
+def test_every_reverse_rule_has_a_tangent_rule_except_the_listed_gaps():
+    from diffsrc.rules import registry
+    missing = {e.emit or getattr(e.fn, "__name__", repr(e.fn))
+               for e in registry.PRIMITIVES.values()
+               if e.adjoint is not None and e.tangent is None}
+    assert missing == FORWARD_GAPS
+
+
+def test_a_listed_gap_raises_in_forward_mode():
+    with pytest.raises(ds.NoRuleError, match=r"np\.cumprod.*forward mode"):
+        ds.jvp("def f(x):\n    return np.cumprod(x)\n", (np.ones(3),), (np.ones(3),))
