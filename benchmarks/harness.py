@@ -54,9 +54,10 @@ for _p in (HERE, ROOT):          # `workloads` package, and the working tree's `
         sys.path.insert(0, _p)
 
 TOL = 1e-4
-IMPLS = ('hand', 'diffsrc', 'torch', 'jax', 'autograd')
+# diffsrc-noopt: the code diffsrc generates without its optimisation passes
+IMPLS = ('hand', 'diffsrc', 'torch', 'jax', 'autograd', 'diffsrc-noopt')
 PEERS = ('torch', 'jax', 'autograd')
-NUMPY_BASED = ('hand', 'diffsrc', 'autograd')   # tracemalloc sees their array allocations
+NUMPY_BASED = ('hand', 'diffsrc', 'autograd', 'diffsrc-noopt')   # tracemalloc sees their arrays
 WORKLOAD_MODULES = ('w1', 'w2', 'w3', 'w4', 'w5', 'w6', 'w7', 'w8')
 
 
@@ -346,6 +347,19 @@ def diffsrc_vg(wl):
     return ds.value_and_grad(wl.loss, wrt=wl.wrt)
 
 
+def unoptimised(df, args):
+    """`df` (a ds.grad or ds.value_and_grad) made to answer its calls with the code diffsrc
+    generates without the optimisation passes, through the same API dispatch as usual (so
+    the two columns differ only in the generated code).  Raises if a call does not run it."""
+    compiled = df.compiled_for(args, optimize=False)
+    plain = type(df).compiled_for
+    df.compiled_for = lambda a, optimize=True, specialize=False: plain(df, a, optimize=False)
+    df(*args)
+    if df.last is not compiled:
+        raise RuntimeError('diffsrc-noopt: the call did not run the unoptimised code')
+    return df
+
+
 class AutogradDS:
     """The part of diffsrc's API that a loss may call inside itself, over autograd."""
 
@@ -377,6 +391,8 @@ def build_impl(wl, impl, data):
         return vg_impl(wl, data, wl.hand)
     if impl == 'diffsrc':
         return vg_impl(wl, data, diffsrc_vg(wl))
+    if impl == 'diffsrc-noopt':
+        return vg_impl(wl, data, unoptimised(diffsrc_vg(wl), wl.args(data['params'], data)))
     if impl == 'autograd' and 'autograd' not in wl.peers:
         return vg_impl(wl, data, autograd_vg(wl))
     if impl in wl.peers:
@@ -403,7 +419,7 @@ def preimport(impl, wl):
     except ImportError as e:
         raise Skip('%s is not installed (%s); install the dev extra: '
                    'pip install torch==2.13.0 jax jaxlib autograd' % (impl, e))
-    if impl == 'diffsrc':
+    if impl.startswith('diffsrc'):
         import diffsrc  # noqa: F401  (a failure here is an error, not a skip)
 
 
@@ -677,10 +693,10 @@ def run_compare(wid, impls):
             preimport(impl, wl)
             value, grads = build_impl(wl, impl, wl.make_data()).reference()
         except Skip as e:
-            print('  %-9s skipped: %s' % (impl, e))
+            print('  %-13s skipped: %s' % (impl, e))
             continue
         except Exception as e:  # noqa: BLE001
-            print('  %-9s error: %s' % (impl, _describe(e)))
+            print('  %-13s error: %s' % (impl, _describe(e)))
             continue
         errs = compare(value, grads, ref_value, ref_grads)
         if wl.expected is not None:
@@ -689,7 +705,7 @@ def run_compare(wid, impls):
         worst = max(errs, key=lambda k: errs[k])
         good = errs[worst] <= TOL
         ok &= good
-        print('  %-9s max rel err %.2e (%s)  %s' % (impl, errs[worst], worst, 'ok' if good else 'FAIL'))
+        print('  %-13s max rel err %.2e (%s)  %s' % (impl, errs[worst], worst, 'ok' if good else 'FAIL'))
     return ok
 
 
@@ -747,7 +763,7 @@ def run_ab(wid, impls=('hand', 'diffsrc'), budget_s=None, target_sample_s=0.005)
           % (wl.id, r, wl.unit, impls[0], env))
     for i, impl in enumerate(impls):
         ratios = [a / b for a, b in zip(times[i], times[0])]
-        print('  %-9s median %10.4g  min %10.4g   ratio %.3f' % (
+        print('  %-13s median %10.4g  min %10.4g   ratio %.3f' % (
             impl, statistics.median(times[i]) * k, min(times[i]) * k, statistics.median(ratios)))
 
 

@@ -21,7 +21,7 @@ import sys
 
 import numpy as np
 
-from harness import Impl, Workload, autograd_fn, jax_sync
+from harness import Impl, Workload, autograd_fn, jax_sync, unoptimised
 from workloads._data import sine_model, sine_series
 
 LR = 0.05
@@ -73,10 +73,15 @@ def steer(x, W2_0, predict_and_grad, T=T_END):
     return W2, gen
 
 
-def _steer_impl(data, grad_w2, predict_and_grad):
+def _first_args(data):
+    """step_loss's arguments at the first step of the loop."""
     x, p = data['x'], data['params']
-    W1, b1, W2_0, b2 = p['W1'], p['b1'], p['W2'], p['b2']
-    first = (W2_0, W1, b1, b2, x[0:10].reshape(1, 10), x[10])
+    return (p['W2'], p['W1'], p['b1'], p['b2'], x[0:10].reshape(1, 10), x[10])
+
+
+def _steer_impl(data, grad_w2, predict_and_grad):
+    x, W2_0 = data['x'], data['params']['W2']
+    first = _first_args(data)
 
     def step():
         return steer(x, W2_0, predict_and_grad)
@@ -110,6 +115,12 @@ def impl_hand(wl, data):
 def impl_diffsrc(wl, data):
     import diffsrc as ds
     return _with_plain_predict(data, ds.grad(step_loss, wrt='W2'))
+
+
+def impl_diffsrc_noopt(wl, data):
+    import diffsrc as ds
+    return _with_plain_predict(data, unoptimised(ds.grad(step_loss, wrt='W2'),
+                                                 _first_args(data)))
 
 
 def impl_autograd(wl, data):
@@ -193,6 +204,7 @@ WORKLOADS = [
                                 d['x'][0:10].reshape(1, 10), d['x'][10]),
              names=lambda g: {'W2': g},
              peers={'torch': peer_torch, 'jax': peer_jax},
-             impls={'hand': impl_hand, 'diffsrc': impl_diffsrc, 'autograd': impl_autograd},
+             impls={'hand': impl_hand, 'diffsrc': impl_diffsrc, 'autograd': impl_autograd,
+                    'diffsrc-noopt': impl_diffsrc_noopt},
              budget_s=1.2, min_samples=5, warmup=1, seed=0),
 ]
