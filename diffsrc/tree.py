@@ -29,7 +29,7 @@ import numpy as np
 __all__ = [
     "TreeDef", "tree_map", "tree_leaves", "tree_flatten", "tree_unflatten",
     "tree_paths", "tree_zeros_like", "tree_count", "tree_add", "tree_sub",
-    "tree_scale", "global_norm", "tree_allclose", "save", "load",
+    "tree_scale", "global_norm", "tree_allclose", "save", "load", "to_device",
 ]
 
 
@@ -439,3 +439,12 @@ def load(path, like=None):
         names = [_leaf_name(k) for k in _leaf_keys(treedef)]
         leaves = [_decode_leaf(kind, data[name]) for name, kind in zip(names, record["leaves"])]
     return tree_unflatten(treedef, leaves)
+
+
+def to_device(tree, device):
+    """A copy of ``tree`` with every array moved to ``device``: "gpu" (CuPy) or "cpu".
+
+    Initialisers and data loaders make NumPy arrays; this puts a model's parameters,
+    optimizer state or a batch on the GPU (and back), keeping the structure."""
+    from .backends import to_device as move
+    return move(tree, device)

@@ -38,6 +38,7 @@ import copy
 import dataclasses
 import inspect
 import math
+import os
 
 import numpy as np
 from hypothesis import strategies as st
@@ -367,6 +368,31 @@ def assert_tree_allclose(actual, expected, rtol=1e-5, atol=1e-6, where="grad"):
             + "\n".join(lines))
 
 
+# DIFFSRC_TEST_DEVICE=gpu re-runs every check_grad with the arguments on the GPU (CuPy):
+# the gradient is computed there, must come back as CuPy arrays, and is compared on
+# the host with the same finite differences.
+ON_GPU = os.environ.get("DIFFSRC_TEST_DEVICE", "cpu") == "gpu"
+
+
+def _device_grad(f, wrt, args):
+    from diffsrc.backends import to_device
+    device_args = to_device(args, "gpu")
+    analytic = ds.grad(f, wrt=wrt)(*device_args)
+    host = [leaf for leaf in _leaves(analytic) if isinstance(leaf, np.ndarray)]
+    assert not host, f"a gradient on the GPU came back as a NumPy array: {host[0]!r}"
+    return to_device(analytic, "cpu")
+
+
+def _leaves(tree):
+    if isinstance(tree, dict):
+        tree = list(tree.values())
+    if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
+        tree = [getattr(tree, f.name) for f in dataclasses.fields(tree)]
+    if isinstance(tree, (list, tuple)):
+        return [leaf for item in tree for leaf in _leaves(item)]
+    return [tree]
+
+
 def check_grad(f, args, wrt=0, rtol=1e-5, atol=1e-6, eps=5e-6):
     """Check ds.grad(f, wrt)(*args) against central finite differences (float64).
 
@@ -375,7 +401,7 @@ def check_grad(f, args, wrt=0, rtol=1e-5, atol=1e-6, eps=5e-6):
     """
     args = tuple(args)
     before = deep_copy_args(args)
-    analytic = ds.grad(f, wrt=wrt)(*args)
+    analytic = _device_grad(f, wrt, args) if ON_GPU else ds.grad(f, wrt=wrt)(*args)
     assert_args_equal(before, args)
     numeric = numeric_grad(f, args, wrt, eps=eps)
     idxs, single = wrt_indices(f, wrt, len(args))

@@ -1,0 +1,178 @@
+"""The backend's CPU-side logic: dispatch, fusion groups, the fused code path, and the
+CUDA text of every kernel (compiled with nvcc where nvcc exists). No GPU needed."""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import diffsrc as ds
+from diffsrc import backends
+from diffsrc.backends import Backend, BackendMismatchError, detect
+from diffsrc.backends.cupy import Unsupported, kernel_source
+from diffsrc.ir.nodes import walk_ops
+from diffsrc.passes.fusion import find_groups, format_groups, verify_groups
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+from workloads import w4, w5, w6, w7  # noqa: E402
+
+WORKLOADS = [w4, w5, w6, w7]
+
+
+class FakeDeviceArray:
+    """Looks like a CuPy array to the dispatcher (module name and CUDA interface)."""
+    __module__ = "cupy._core.core"
+    __cuda_array_interface__ = {}
+    dtype, shape, ndim = np.dtype("float64"), (3,), 1
+
+
+def test_detect_follows_the_arguments():
+    assert detect((np.ones(2), 1.0)) == backends.NUMPY
+    assert detect(({"W": FakeDeviceArray()}, 2)) == backends.CUPY
+
+
+def test_mixing_devices_names_both_arguments():
+    with pytest.raises(BackendMismatchError, match=r"argument 'X' holds NumPy.*'params'"):
+        detect(({"W": FakeDeviceArray()}, np.ones(3)), names=("params", "X"))
+
+
+def test_grad_reports_mixed_arguments():
+    def f(a, b):
+        return np.sum(a * b)
+
+    with pytest.raises(BackendMismatchError, match="'b' holds CuPy"):
+        ds.grad(f)(np.ones(3), FakeDeviceArray())
+
+
+def test_unknown_backend_is_an_error():
+    with pytest.raises(ValueError, match="unknown backend"):
+        ds.grad(lambda x: x, backend="tpu")
+
+
+def test_numpy_source_has_no_backend_header():
+    def f(x):
+        return np.sum(np.tanh(x))
+
+    df = ds.grad(f)
+    df(np.ones(3))
+    assert not ds.source(df).startswith("# backend")
+    assert "no fused kernels (backend: numpy)" in ds.source(df, kernels=True)
+
+
+@pytest.fixture
+def numpy_as_device(monkeypatch):
+    """Run the CuPy backend's whole code path (fusion, fused calls, kernel text) with
+    NumPy bound as the array module: every fused call takes its op-by-op path."""
+    monkeypatch.setattr(Backend, "module", lambda self: np)
+
+
+@pytest.mark.parametrize("module", WORKLOADS, ids=lambda m: m.__name__.split(".")[-1])
+def test_fused_code_path_equals_numpy(numpy_as_device, module):
+    from diffsrc.tree import tree_leaves
+    wl = module.WORKLOADS[0]
+    data = module.make_data(tiny=True)
+    args = wl.args(data["params"], data)
+    v0, g0 = ds.value_and_grad(module.loss, wrt=wl.wrt)(*args)
+    fused = ds.value_and_grad(module.loss, wrt=wl.wrt, backend="cupy")
+    v1, g1 = fused(*args)
+    np.testing.assert_allclose(v1, v0, rtol=1e-12)
+    for a, b in zip(tree_leaves(g1), tree_leaves(g0)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    text = ds.source(fused, kernels=True)
+    assert text.startswith("# backend: cupy (fused elementwise kernels)")
+    assert "= fused_" in text and "cupy.ElementwiseKernel fused_" in text
+
+
+def test_fused_call_reads_like_the_program(numpy_as_device):
+    def f(W, b, x):
+        h = np.maximum(x @ W + b, 0.0)
+        return np.sum(h * h)
+
+    df = ds.grad(f, wrt=(0, 1), backend="cupy")
+    df(np.ones((3, 2)), np.ones(2), np.ones((4, 3)))
+    src = ds.source(df)
+    assert "t_1, h, t_2 = fused_add_maximum_mul(t, b)" in src, src
+
+
+def _groups(module, kinds=None):
+    wl = module.WORKLOADS[0]
+    data = module.make_data(tiny=True)
+    args = wl.args(data["params"], data)
+    df = ds.value_and_grad(module.loss, wrt=wl.wrt, backend=Backend("cupy", fuse=False))
+    fn = df.compiled_for(args).ir
+    return fn, find_groups(fn, [fn.body, fn.pullback])
+
+
+@pytest.mark.parametrize("module", WORKLOADS, ids=lambda m: m.__name__.split(".")[-1])
+def test_fusion_groups_are_valid_and_printable(numpy_as_device, module):
+    _, groups = _groups(module)
+    assert groups
+    verify_groups(groups)
+    text = format_groups(groups)
+    assert text.count("group ") == len(groups)
+    for group in groups:
+        assert len(group.ops) >= 2 and group.outputs
+
+
+def test_a_group_ending_in_a_sum_is_a_reduction(numpy_as_device):
+    def f(x, y):
+        return y * np.sum(np.exp(x) * (x - 1.0))
+
+    df = ds.grad(f, wrt=1, backend="cupy")
+    x = np.linspace(0, 1, 5)
+    g = df(x, 2.0)
+    np.testing.assert_allclose(g, np.sum(np.exp(x) * (x - 1.0)))
+    fn = df.last.ir
+    groups = find_groups(fn, [fn.body, fn.pullback])
+    assert any(g.reduction is not None for g in groups), format_groups(groups)
+    assert "ReductionKernel" in ds.source(df, kernels=True)
+
+
+def _all_kernels():
+    """(label, KernelText) for every group of the workloads, in float32 and float64."""
+    out = []
+    for module in WORKLOADS:
+        fn, groups = _groups(module)
+        constant = {op.result.id: op.attrs["value"] for block in (fn.body, fn.pullback)
+                    for op in walk_ops(block) if op.opname == "const"}
+        for n, group in enumerate(groups):
+            names = {v.id: f"in{k}" for k, v in enumerate(group.inputs)}
+            names.update({v.id: f"out{k}" for k, v in enumerate(group.outputs)})
+            consts = {v.id: constant[v.id] for v in group.inputs if v.id in constant}
+            args = [v for v in group.inputs if v.id not in consts]
+            for dtype in ("float32", "float64"):
+                kinds = [(np.dtype(dtype), (4, 3))] * len(args)
+                try:
+                    text = kernel_source(group, names, kinds, consts)
+                except Unsupported:
+                    continue
+                out.append((f"{module.__name__}-{n}-{dtype}", text))
+    return out
+
+
+needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
+
+
+@needs_nvcc
+def test_every_kernel_compiles_with_nvcc(numpy_as_device, tmp_path):
+    kernels = _all_kernels()
+    assert len(kernels) >= 10
+    unit = "\n".join(text.cuda() for _, text in _unique(kernels))
+    path = tmp_path / "kernels.cu"
+    path.write_text(unit)
+    result = subprocess.run(["nvcc", "--ptx", "-arch=sm_80", str(path), "-o",
+                             str(tmp_path / "kernels.ptx")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-4000:] + "\n" + unit[:4000]
+
+
+def _unique(kernels):
+    """One copy of each kernel text (the same group text shows up once per name)."""
+    seen, out = set(), []
+    for label, text in kernels:
+        text.name = f"{text.name}_{len(out)}"
+        if text.cuda() not in seen:
+            seen.add(text.cuda())
+            out.append((label, text))
+    return out
