@@ -74,8 +74,8 @@ def compiled_of(df, args=None, optimize=True):
     if args is not None:
         args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
         return df.compiled_for(df.bound + args, optimize)
-    if df.last is not None and optimize:
-        return df.last
+    if df.last_args is not None:        # the general code for those arguments: an exported
+        return df.compiled_for(df.last_args, optimize)   # module may meet any shape
     return df.compiled_for(api._example_args(df.fn), optimize)
 
 

@@ -27,6 +27,13 @@ from .. import runtime
 PREC = {"ifexp": 1, "or": 2, "and": 3, "not": 4, "cmp": 5, "|": 6, "^": 7, "&": 8, "<<": 9,
         ">>": 9, "+": 10, "-": 10, "*": 11, "@": 11, "/": 11, "//": 11, "%": 11, "unary": 12,
         "**": 13, "primary": 15, "atom": 16}
+# Operators an in-place update writes as augmented assignment, and the ufunc behind each.
+AUGMENTED = {operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
+             operator.pow: "**", np.add: "+", np.subtract: "-", np.multiply: "*",
+             np.divide: "/"}
+COMMUTATIVE = {operator.add, operator.mul, np.add, np.multiply}     # exactly, in floating point
+UFUNC_OF = {operator.add: np.add, operator.sub: np.subtract, operator.mul: np.multiply,
+            operator.truediv: np.divide, operator.pow: np.power, operator.neg: np.negative}
 COMPARISONS = {"<", "<=", ">", ">=", "==", "!=", "is", "is not", "in"}
 ATOM = PREC["atom"]
 
@@ -142,6 +149,7 @@ class Codegen:
         self.uses = {}
         self.defs = {}
         self.seeds = {}
+        self.fusion = None             # a backend's fused-kernel plan (backends/cupy.py)
 
     # ---------------------------------------------------------------- analysis
     def blocks(self):
@@ -243,7 +251,7 @@ class Codegen:
 
     def inlinable(self, op, uses_in):
         v = op.result
-        if v.hint and not v.hint.startswith("_"):
+        if (v.hint and not v.hint.startswith("_")) or op.attrs.get("inplace"):
             return False
         entry = registry.lookup(op.attrs["fn"])
         if entry is None or entry.effect:
@@ -252,7 +260,8 @@ class Codegen:
         if len(users) != 1:
             return False
         user = users[0][2]
-        if user.opname not in ("call", "yield", "return", "push", "pack", "if", "for"):
+        if user.opname not in ("call", "yield", "return", "push", "pack", "if", "for") or (
+                user.attrs.get("inplace") and user.args[user.attrs.get("out", 0)] is v):
             return False
         return self._same_block(op, users[0])
 
@@ -262,8 +271,8 @@ class Codegen:
                 if op in b.ops:
                     return id(b) == user_entry[0] and b.ops.index(op) < user_entry[1] and \
                         not any(o.opname in ("push", "pop", "vjp", "unvjp") or (
-                            o.opname == "call" and getattr(registry.lookup(o.attrs["fn"]),
-                                                           "effect", True))
+                            o.opname == "call" and (o.attrs.get("inplace") or getattr(
+                                registry.lookup(o.attrs["fn"]), "effect", True)))
                             for o in b.ops[b.ops.index(op) + 1:user_entry[1]])
         return False
 
@@ -321,7 +330,9 @@ class Codegen:
                 for k, y in enumerate(region.ops[-1].args):
                     link(y, op.results[k])
         elif op.opname == "call" and op.attrs.get("inplace"):
-            link(op.result, op.args[0])
+            buffer = op.args[op.attrs.get("out", 0)]
+            if "out" not in op.attrs or op.result.hint in ("", buffer.hint):
+                link(op.result, buffer)        # else `b_bar = t_bar; b_bar *= a` reads better
         elif op.opname == "pop":               # a popped value keeps its pushed name
             for push in self.pushes.get(op.args[0].id, ()):
                 for popped, pushed in zip(op.results, push.args[1:]):
@@ -485,6 +496,8 @@ class Codegen:
     def emit_op(self, op, depth):
         name = op.opname
         loc = op.loc
+        if self.fusion is not None and self.fusion.emit(self, op, depth):
+            return
         if name == "const" or (op.results and all(r.id in self.inline for r in op.results)):
             return
         if name == "call" and op.attrs.get("inplace"):
@@ -554,6 +567,8 @@ class Codegen:
     def emit_in_place(self, op, depth, loc):
         """`x[index] = v` (or a scatter-add) for an update the in-place pass proved
         unobservable: the result is the same array, under the same name when possible."""
+        if "out" in op.attrs:
+            return self.emit_into_operand(op, depth, loc)
         x, index, value = op.args
         target = self.name(op.result) if op.result.id in self.namer.names else None
         source = self.ref(x).text
@@ -566,6 +581,22 @@ class Codegen:
                       f"{self.ref(value).text})", depth, loc)
         else:
             self.emit(f"{source}[{self.index(index)}] = {self.ref(value).text}", depth, loc)
+
+    def emit_into_operand(self, op, depth, loc):
+        """`a += b` or `np.exp(a, out=a)`: an elementwise result written over a dying operand."""
+        k = op.attrs["out"]
+        buffer = self.ref(op.args[k]).text
+        fn = op.attrs["fn"]
+        if fn in AUGMENTED and (k == 0 or fn in COMMUTATIVE):
+            other = self.ref(op.args[1 - k]).text
+            self.emit(f"{buffer} {AUGMENTED[fn]}= {other}", depth, loc)
+        else:
+            ufunc = UFUNC_OF.get(fn, fn)
+            args = ", ".join(self.ref(a).text for a in op.args)
+            self.emit(f"{self.callable_text(ufunc)}({args}, out={buffer})", depth, loc)
+        target = self.name(op.result)    # named after the operands are read: the result's
+        if target != buffer:             # name may be one an operand held until now
+            self.emit(f"{target} = {buffer}", depth, loc)
 
     def pack_expr(self, tree, source, parts):
         """A gradient with the structure of the argument `source` (an access expression)."""
@@ -678,6 +709,8 @@ class Codegen:
                 self.seeds[seed.id] = Expr("1.0")
         self.analyse()
         self.choose_inline()
+        if self.fusion is not None:
+            self.fusion.prepare(self)
         self.live_ranges()
         self.name_values()
         params = ", ".join(self.name(p) for p in self.fn.params)
@@ -728,11 +761,12 @@ def _pullback_entry():
     return pullback
 
 
-def generate(fn, mode, name=None):
+def generate(fn, mode, name=None, fusion=None):
     """Python source for `fn`: returns (source, function name, namespace, line map)."""
     title = name or fn.name
     if not title.isidentifier():
         title = "anonymous" if title != "<lambda>" else "lambda_"
     gen = Codegen(fn, mode, title)
+    gen.fusion = fusion
     source, fname = gen.generate()
     return source, fname, gen.namespace, gen.line_locs

@@ -7,6 +7,7 @@ from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .inplace import update_in_place
 from .simplify import simplify
+from .specialize import specialize
 
 PIPELINE = (("simplify", simplify), ("cse", eliminate_common_subexpressions),
             ("dce", eliminate_dead_code))
@@ -15,9 +16,14 @@ PIPELINE = (("simplify", simplify), ("cse", eliminate_common_subexpressions),
 FINAL = PIPELINE + (("inplace", update_in_place), ("dce after inplace", eliminate_dead_code))
 
 
-def optimize(fn, trace=None, final=True):
-    """Run every pass, verifying the IR after each; `trace(name, text)` sees each result."""
-    for name, run in (FINAL if final else PIPELINE):
+def optimize(fn, trace=None, final=True, args=None):
+    """Run every pass, verifying the IR after each; `trace(name, text)` sees each result.
+
+    With `args`, the final pipeline also specialises the code to their shapes and dtypes."""
+    passes = FINAL if final else PIPELINE
+    if final and args is not None:
+        passes = PIPELINE + (("specialize", lambda f: specialize(f, args)),) + passes
+    for name, run in passes:
         run(fn)
         verify(fn)
         if trace is not None:

@@ -14,6 +14,11 @@ quadratic. This pass marks an update in place when
   that loop.
 
 Codegen then writes `x[i] = v` instead of copying.
+
+The same reasoning lets an elementwise operation write its result into an
+operand's buffer (`h += b`, `np.exp(t, out=t)`) when the code is specialised to
+known shapes and the operand has the result's shape and dtype: no fresh
+temporary, no allocator traffic.
 """
 import operator
 
@@ -29,12 +34,21 @@ FRESH = {np.zeros, np.ones, np.empty, np.full, np.zeros_like, np.ones_like, np.e
          operator.neg, operator.pow, operator.matmul, np.add, np.subtract, np.multiply,
          np.divide, np.exp, np.log, np.tanh, np.sin, np.cos, np.sqrt, np.maximum, np.minimum,
          np.where, np.concatenate, np.stack, runtime.unreduce, runtime.unindex,
-         runtime.zeros_like, runtime.index_update}
+         runtime.zeros_like, runtime.index_update, runtime.winner_share, np.square,
+         np.negative, np.abs, np.log1p, np.expm1, np.reciprocal, np.power}
 SHARING = {operator.getitem, np.reshape, np.transpose, np.ravel, np.squeeze, np.expand_dims,
            np.broadcast_to, np.asarray, np.atleast_1d, np.atleast_2d, runtime.unbroadcast,
            Method("reshape"), Method("T", attribute=True), Method("transpose"),
            Method("ravel"), Method("squeeze"), Method("view"), Method("swapaxes")}
 
+
+# Below this size a fresh temporary costs about what writing in place does, and
+# `t = a + b` reads better than `a += b`.
+MIN_INPLACE_BYTES = 1 << 15
+
+# Operators that have a ufunc form, so they can write into an `out=` buffer.
+WITH_UFUNC = {operator.add, operator.sub, operator.mul, operator.truediv, operator.pow,
+              operator.neg}
 
 # (callable, argument position) pairs that read only an array's shape and dtype, which an
 # in-place update never changes.
@@ -135,8 +149,8 @@ class InPlace:
             return True
         return False
 
-    def can_update_in_place(self, op):
-        x = op.args[0]
+    def can_update_in_place(self, op, x=None):
+        x = op.args[0] if x is None else x
         block = self.op_block[id(op)]
         if self.block_of.get(x.id) is not block or not self.owned(x):
             return False
@@ -151,13 +165,36 @@ class InPlace:
         return True
 
     def run(self):
+        self.buffers = []                      # (operand, result) sharing one buffer
         for block in self.blocks:
             for op in walk_ops(block):
                 if _fn(op) is runtime.index_update and self.can_update_in_place(op):
                     op.attrs["inplace"] = True
                 elif _fn(op) is operator.add:
                     self.scatter_in_place(op)
+                if _fn(op) is not None and not op.attrs.get("inplace"):
+                    self.write_into_operand(op)
+        for operand, result in reversed(self.buffers):
+            if not operand.hint:               # a chain of updates takes its last name
+                operand.hint = result.hint
         return self.fn
+
+    def write_into_operand(self, op):
+        """r = f(a, b) elementwise -> f(a, b, out=a) when a is a dying temporary like r."""
+        info = getattr(self.fn, "shape_info", {})
+        result = info.get(op.results[0].id) if len(op.results) == 1 else None
+        fn = op.attrs["fn"]
+        if result is None or result.kind != "array" or not result.shape or \
+                np.prod(result.shape) * result.dtype.itemsize < MIN_INPLACE_BYTES or \
+                op.attrs.get("kwnames") or not (isinstance(fn, np.ufunc) or _in(fn, WITH_UFUNC)):
+            return
+        for k, a in enumerate(op.args):
+            if info.get(a.id) == result and self.owned(a) and a not in op.args[k + 1:] and \
+                    self.can_update_in_place(op, a):
+                op.attrs["inplace"] = True
+                op.attrs["out"] = k
+                self.buffers.append((a, op.results[0]))
+                return
 
     def scatter_in_place(self, op):
         """acc + unindex(g, x, index) -> add_into(acc, index, g), when acc may be updated."""

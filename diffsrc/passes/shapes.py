@@ -1,0 +1,255 @@
+"""Shape and dtype inference: what every array in a function looks like, for given arguments.
+
+The IR is written for any argument shapes; calls like `unbroadcast(g, x)` decide
+at run time whether anything needs summing. Once the argument shapes are known,
+most of those questions have one answer, and `specialize` can answer them at
+transform time. This module finds the answers.
+
+Each value gets an `Info`: an array of known shape and dtype, a NumPy scalar, a
+Python number of unknown value, or an *exact* constant (shapes, axis tuples,
+folded numbers). A primitive is evaluated on stand-ins (zero-stride arrays of the
+right shape and dtype) only when its output shape cannot depend on the values:
+elementwise operations, reductions, shape manipulation, matrix products and the
+runtime helpers that undo them. Everything else (random draws, boolean masks,
+`nonzero`, sizes computed from data, recursion) is unknown, and code that reads
+it stays general.
+"""
+from dataclasses import dataclass
+import operator
+import warnings
+
+import numpy as np
+
+from ..frontend.trees import leaves_of
+from ..rules import registry
+from ..rules.registry import Method
+from .. import runtime
+
+SAFE_FAMILIES = {"elementwise", "reductions", "shape", "linalg"}
+ARITHMETIC = {operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv,
+              operator.mod, operator.pow, operator.neg, operator.pos, operator.matmul,
+              operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne,
+              operator.and_, operator.or_, operator.xor, operator.invert, abs, pow,
+              np.where, np.matmul, np.dot, np.einsum, np.tensordot, np.outer, np.inner}
+SAME_AS = {runtime.unindex: 1, runtime.index_update: 0, runtime.add_into: 0,
+           runtime.zeros_like: 0}
+DATA_DEPENDENT = {np.nonzero, np.flatnonzero, np.argwhere, np.unique, np.compress, np.extract,
+                  np.repeat, np.trim_zeros, np.bincount, np.histogram, np.resize}
+QUERIES = {np.shape: lambda x: np.shape(x), np.ndim: np.ndim, np.size: np.size, len: len,
+           Method("shape", attribute=True): lambda x: x.shape,
+           Method("ndim", attribute=True): lambda x: x.ndim,
+           Method("size", attribute=True): lambda x: x.size,
+           Method("dtype", attribute=True): lambda x: x.dtype, np.result_type: np.result_type}
+
+
+@dataclass(frozen=True)
+class Info:
+    """What is known of a value at transform time.
+
+    kind: "array" (shape, dtype), "scalar" (a NumPy scalar of dtype), "float"/"int"/"bool"
+    (a Python number of unknown value) or "exact" (value is the value itself).
+    """
+    kind: str
+    shape: tuple = ()
+    dtype: object = None
+    value: object = None
+
+    def standin(self):
+        """An object that behaves like the value as far as shapes and dtypes go."""
+        if self.kind == "array":
+            return np.broadcast_to(np.zeros((), self.dtype), self.shape)
+        if self.kind == "scalar":
+            return self.dtype.type(0)
+        return {"float": 0.0, "int": 0, "bool": False}.get(self.kind, self.value)
+
+
+def describe(value, exact=False):
+    """The Info of a run-time value (an argument leaf, or a result computed on stand-ins)."""
+    if type(value) is np.ndarray:
+        return Info("array", value.shape, value.dtype)
+    if isinstance(value, np.generic):
+        return Info("scalar", (), value.dtype)
+    if exact:
+        return Info("exact", value=value)
+    for kind in (bool, int, float):
+        if type(value) is kind:
+            return Info(kind.__name__)
+    return None
+
+
+def _is_safe(fn):
+    if fn in DATA_DEPENDENT:
+        return False
+    if fn in ARITHMETIC or fn in QUERIES:
+        return True
+    if getattr(fn, "__module__", None) == runtime.__name__:
+        return True          # adjoint helpers: results shaped like a primal or an adjoint
+    entry = registry.lookup(fn)
+    return entry is not None and not entry.effect and entry.meta.get("family") in SAFE_FAMILIES
+
+
+def _apply(fn, args, kwnames):
+    split = len(args) - len(kwnames)
+    positional, keywords = args[:split], dict(zip(kwnames, args[split:]))
+    if isinstance(fn, Method):
+        target = getattr(positional[0], fn.name)
+        return target if fn.attribute else target(*positional[1:], **keywords)
+    return fn(*positional, **keywords)
+
+
+class ShapeInference:
+    def __init__(self):
+        self.info = {}            # value id -> Info (absent: unknown)
+        self.pushed = {}          # stack value id -> Infos of what each push stored
+
+    def get(self, v):
+        return self.info.get(v.id)
+
+    def set(self, v, info):
+        if info is None:
+            self.info.pop(v.id, None)
+        else:
+            self.info[v.id] = info
+
+    def call(self, op):
+        fn = op.attrs["fn"]
+        infos = [self.get(a) for a in op.args]
+        if any(i is None for i in infos):
+            return [None] * len(op.results)
+        if fn in SAME_AS:
+            return [infos[SAME_AS[fn]]]
+        entry = registry.lookup(fn)
+        exact = all(i.kind == "exact" for i in infos)
+        if not (exact and entry is not None and entry.foldable and not entry.effect) and \
+                not _safe_call(fn, infos):
+            return [None] * len(op.results)
+        return evaluate(fn, infos, op.attrs.get("kwnames", ()), len(op.results),
+                        exact or fn in QUERIES)
+
+    def block(self, block):
+        for op in block.ops:
+            self.op(op)
+
+    def region(self, region, params):
+        for p, info in zip(region.params, params):
+            self.set(p, info)
+        self.block(region)
+        return [self.get(a) for a in region.ops[-1].args] if region.ops else []
+
+    def op(self, op):
+        name = op.opname
+        if name == "const":
+            value = op.attrs["value"]
+            self.set(op.result, describe(value, exact=not isinstance(value, np.ndarray)))
+        elif name == "call":
+            for r, info in zip(op.results, self.call(op)):
+                self.set(r, info)
+        elif name == "if":
+            branches = [self.region(region, []) for region in op.regions]
+            for k, r in enumerate(op.results):
+                self.set(r, _merge(*(b[k] if k < len(b) else None for b in branches)))
+        elif name in ("for", "while"):
+            self.loop(op)
+        elif name == "stack":
+            self.pushed[op.result.id] = []
+        elif name == "push":
+            self.pushed.setdefault(op.args[0].id, []).append([self.get(a) for a in op.args[1:]])
+        elif name == "pop":
+            pushes = self.pushed.get(op.args[0].id) or [[None] * len(op.results)]
+            for k, r in enumerate(op.results):
+                self.set(r, _merge(*(p[k] for p in pushes)))
+        elif not (name == "unpack" and all(r.id in self.info for r in op.results)):
+            for r in op.results:         # inner structures, recursion: unknown
+                self.set(r, None)
+
+    def loop(self, op):
+        body = op.regions[-1]
+        if op.opname == "for":
+            over = op.attrs.get("over")
+            inits = op.args[3:] if over == "range" else op.args[1:]
+            first = [Info("int")] if over == "range" else [_item(self.get(op.args[0]))]
+        else:
+            inits, first = op.args, []
+        carried = [self.get(a) for a in inits]
+        for _ in range(4):               # shapes that change from one iteration to the next
+            if op.opname == "while":     # become unknown; stable ones are a fixpoint
+                self.region(op.regions[0], carried)
+            out = self.region(body, first + carried)
+            merged = [_merge(c, o) for c, o in zip(carried, out)]
+            if merged == carried:
+                break
+            carried = merged
+        else:
+            carried = [None] * len(carried)
+            self.region(body, first + carried)
+        for r, info in zip(op.results, carried):
+            self.set(r, info)
+
+
+def evaluate(fn, infos, kwnames, count, exact):
+    """The Infos of the `count` results of `fn` applied to values described by `infos`."""
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            result = _apply(fn, [i.standin() for i in infos], kwnames)
+    except Exception:
+        return [None] * count
+    if count == 1:
+        return [describe(result, exact)]
+    if isinstance(result, tuple) and len(result) == count:
+        return [describe(r, exact) for r in result]
+    return [None] * count
+
+
+def _safe_call(fn, infos):
+    """Whether evaluating `fn` on stand-ins gives the true shape and dtype."""
+    if fn is operator.getitem:
+        index = infos[1]
+        parts = index.value if index.kind == "exact" and isinstance(index.value, tuple) else (
+            index.standin(),)
+        return index.kind in ("exact", "int") or (
+            index.kind == "array" and index.dtype.kind in "iu") or all(
+            not isinstance(p, np.ndarray) or p.dtype.kind in "iu" for p in parts)
+    if not _is_safe(fn):
+        return False
+    # Outside elementwise arithmetic, a number of unknown value may be a size or an axis.
+    return is_elementwise(fn) or all(i.kind in ("exact", "array", "scalar") for i in infos)
+
+
+def is_elementwise(fn):
+    """Whether `fn` maps broadcast arguments entry by entry."""
+    if fn in ARITHMETIC and fn not in (operator.matmul, np.matmul, np.dot, np.einsum,
+                                       np.tensordot, np.outer, np.inner):
+        return True
+    entry = registry.lookup(fn)
+    return fn is runtime.winner_share or (entry is not None and
+                                          entry.meta.get("family") == "elementwise")
+
+
+def _item(info):
+    if info is not None and info.kind == "array" and info.shape:
+        return Info("array", info.shape[1:], info.dtype)
+    return None
+
+
+def _merge(*infos):
+    """The Info that holds on every path, if they agree."""
+    return infos[0] if all(i == infos[0] for i in infos[1:]) else None
+
+
+def infer_shapes(fn, args):
+    """Info for the values of `fn` (body and pullback) when called with `args`."""
+    inference = ShapeInference()
+    for param, arg in zip(fn.params, args):
+        inference.set(param, describe(arg))
+    examples = {p.id: a for p, a in zip(fn.params, args)}
+    for op in fn.body.ops:
+        if op.opname == "unpack" and op.args[0].id in examples:
+            leaves = leaves_of(op.attrs["tree"], examples[op.args[0].id])
+            for r, leaf in zip(op.results, leaves):
+                inference.set(r, describe(leaf))
+    inference.block(fn.body)
+    pullback = getattr(fn, "pullback", None)
+    if pullback is not None:
+        inference.block(pullback)
+    return inference.info

@@ -1,0 +1,246 @@
+"""Specialisation to the argument shapes: answer at transform time what code would ask at run time.
+
+With the shapes and dtypes from `shapes.infer_shapes`:
+
+    x.shape, np.size(x), len(x), x.ndim    -> constants
+    unbroadcast(g, x), same shape & dtype   -> g
+    unbroadcast(g, x), x a bias             -> np.sum(g, axis=...)  (keepdims where x has 1s)
+    matmul_left(g, a, b), 2-d               -> g @ b.T
+    matmul_right(g, a, b), 2-d              -> a.T @ g
+    unreduce(c, x, ...) for a constant c    -> stays one `unreduce(c, x, None, False)` through
+                                               further unreduce, scaling and negation, and
+    unreduce(c, x, ...) * y                 -> c * y   when y already has the full shape
+
+The last rule is the seed of every mean or sum loss: the adjoint of `np.mean(r * r)`
+is then `2 / n * r`, not a full array of 1/n multiplied in.
+"""
+import operator
+
+import numpy as np
+
+from ..ir import Builder
+from ..ir.nodes import substitute, walk_ops
+from ..rules.registry import Method
+from .. import runtime
+from .shapes import QUERIES, Info, evaluate, infer_shapes, is_elementwise
+
+MULTIPLY = {operator.mul, np.multiply}
+DIVIDE = {operator.truediv, np.divide, np.true_divide}
+NEGATE = {operator.neg, np.negative}
+TRANSPOSE = Method("T", attribute=True)
+LITERALS = (int, float, bool, type(None))
+
+
+def _literal(value):
+    if isinstance(value, tuple):
+        return all(_literal(v) for v in value)
+    return isinstance(value, LITERALS)
+
+
+class Specializer:
+    def __init__(self, fn, args):
+        self.fn = fn
+        self.info = infer_shapes(fn, args)
+        self.defs = {}
+        self.filled = {}          # value id -> (constant, Info): an array full of one number
+        self.mapping = {}
+        self.changed = False
+
+    def array(self, v):
+        info = self.info.get(v.id)
+        return info if info is not None and info.kind == "array" else None
+
+    def exact(self, v):
+        info = self.info.get(v.id)
+        if info is not None and info.kind == "exact" and isinstance(info.value, (int, float)) \
+                and not isinstance(info.value, bool):
+            return info.value
+        return None
+
+    # ----------------------------------------------------------------- emitting
+    def emit(self, block, at, fn, args, kwnames=(), hint="", info=None):
+        """A call to `fn` placed just before op `at`."""
+        new = self.insert(block, at, "call", args, {"fn": fn, "kwnames": tuple(kwnames)}, hint)
+        if info is not None:
+            self.info[new.id] = info
+        return new
+
+    def constant(self, block, at, value):
+        new = self.insert(block, at, "const", [], {"value": value}, "")
+        self.info[new.id] = Info("exact", value=value)
+        return new
+
+    def insert(self, block, at, opname, args, attrs, hint):
+        new = Builder(block, at.loc).op(opname, args, attrs=attrs, hints=[hint])
+        block.ops.insert(block.ops.index(at), block.ops.pop())
+        self.defs[new.result.id] = new
+        return new.result
+
+    # -------------------------------------------------------------------- rules
+    def rewrite(self, op, block):
+        fn, args = op.attrs["fn"], op.args
+        kwnames = op.attrs.get("kwnames", ())
+        result = op.results[0] if len(op.results) == 1 else None
+        info = self.info.get(result.id) if result is not None else None
+        if fn in QUERIES and info is not None and info.kind == "exact" and _literal(info.value):
+            return self.constant(block, op, info.value)
+        if kwnames:
+            return None
+        if is_elementwise(fn) and info is not None:
+            self.broadcast_operands(op, fn, info)
+        if fn is runtime.unbroadcast:
+            return self.unbroadcast(op, block, *args)
+        if fn is runtime.matmul_left and self.plain_2d(*args):
+            g, a, b = args
+            bt = self.emit(block, op, TRANSPOSE, [b])
+            return self.emit(block, op, operator.matmul, [g, bt], hint=result.hint, info=info)
+        if fn is runtime.matmul_right and self.plain_2d(*args):
+            g, a, b = args
+            at = self.emit(block, op, TRANSPOSE, [a])
+            return self.emit(block, op, operator.matmul, [at, g], hint=result.hint, info=info)
+        return self.fill(op, block, fn, args, info)
+
+    def broadcast_operands(self, op, fn, info):
+        """unreduce(g, x, axis, keepdims=True) OP y -> g OP y where broadcasting gives the same."""
+        for k, a in enumerate(op.args):
+            spread = self.defs.get(a.id)
+            if spread is None or spread.opname != "call" or \
+                    spread.attrs["fn"] is not runtime.unreduce or len(spread.args) != 4:
+                continue
+            g, _, axis, keepdims = spread.args
+            if not (self.info.get(keepdims.id) == Info("exact", value=True) or
+                    self.info.get(axis.id) == Info("exact", value=None)):
+                continue
+            args = op.args[:k] + [g] + op.args[k + 1:]
+            infos = [self.info.get(v.id) for v in args]
+            if None not in infos and evaluate(fn, infos, (), 1, False) == [info]:
+                op.args = args
+                self.changed = True
+
+    def plain_2d(self, g, a, b):
+        infos = [self.array(v) for v in (g, a, b)]
+        return all(i is not None and len(i.shape) == 2 for i in infos) and \
+            len({i.dtype for i in infos}) == 1
+
+    def unbroadcast(self, op, block, g, x):
+        gi, xi = self.info.get(g.id), self.array(x)
+        if gi is None or xi is None or gi.kind != "array" or (
+                gi.dtype != xi.dtype and xi.dtype.kind in "fc"):
+            return None
+        if gi.shape == xi.shape:
+            return g
+        extra = len(gi.shape) - len(xi.shape)
+        if extra < 0:
+            return None
+        ones = tuple(i for i, n in enumerate(xi.shape) if n == 1 and gi.shape[extra + i] != 1)
+        if extra and ones:
+            return None
+        axes = tuple(range(extra)) if extra else ones
+        axis = self.constant(block, op, axes[0] if len(axes) == 1 else axes)
+        if ones:
+            keep = self.constant(block, op, True)
+            return self.emit(block, op, np.sum, [g, axis, keep], ("axis", "keepdims"),
+                             op.result.hint, xi)
+        return self.emit(block, op, np.sum, [g, axis], ("axis",), op.result.hint, xi)
+
+    def fill(self, op, block, fn, args, info):
+        """Track arrays full of one constant; fold them into what they multiply."""
+        if info is None or info.kind != "array":
+            return None
+        if fn is runtime.unreduce:
+            c = self.exact(args[0])
+            inner = self.filled.get(args[0].id)
+            if inner is not None:
+                c = inner[0]
+            if c is None:
+                return None
+            self.filled[op.result.id] = (c, info)
+            if inner is None and len(args) == 4 and self.exact(args[3]) is False and \
+                    self.info.get(args[2].id) == Info("exact", value=None):
+                return None                         # already the canonical form
+            return self.full(block, op, c, args[1], info)
+        if fn in NEGATE and args[0].id in self.filled:
+            c, _ = self.filled[args[0].id]
+            return self.full(block, op, -c, None, info)
+        if fn in MULTIPLY | DIVIDE and len(args) == 2:
+            left, right = (self.filled.get(a.id) for a in args)
+            if left is not None and self.exact(args[1]) is not None:
+                k = self.exact(args[1])
+                if fn in DIVIDE and k == 0:
+                    return None
+                return self.full(block, op, left[0] * k if fn in MULTIPLY else left[0] / k,
+                                 None, info)
+            if fn in MULTIPLY:
+                for filled, other in ((left, args[1]), (right, args[0])):
+                    oi = self.array(other)
+                    if filled is None or oi != info:
+                        continue
+                    if filled[0] == 1 and oi.dtype.kind in "fc":
+                        return other
+                    if isinstance(filled[0], (int, float)):
+                        scale = self.constant(block, op, filled[0])
+                        return self.emit(block, op, operator.mul, [scale, other],
+                                         hint=op.result.hint, info=info)
+        return None
+
+    def full(self, block, op, c, like, info):
+        """unreduce(c, like, None, False): the one spelling of an array full of c."""
+        if like is None:
+            like = self.source_of(op.args[0])
+            if like is None:
+                return None
+        self.filled[op.result.id] = (c, info)
+        args = [self.constant(block, op, c), like, self.constant(block, op, None),
+                self.constant(block, op, False)]
+        new = self.emit(block, op, runtime.unreduce, args, hint=op.result.hint, info=info)
+        self.filled[new.id] = (c, info)
+        return new
+
+    def source_of(self, v):
+        """The `x` of the unreduce(c, x, ...) that made filled value `v`."""
+        op = self.defs.get(v.id)
+        if op is not None and op.opname == "call" and op.attrs["fn"] is runtime.unreduce:
+            return op.args[1]
+        return None
+
+    # ---------------------------------------------------------------------- run
+    def run(self):
+        blocks = [self.fn.body] + ([self.fn.pullback] if getattr(self.fn, "pullback", None)
+                                   else [])
+        for block in blocks:
+            for op in walk_ops(block):
+                for r in op.results:
+                    self.defs[r.id] = op
+        for block in blocks:
+            self.visit(block)
+        for key, value in list(self.mapping.items()):
+            while value in self.mapping:
+                value = self.mapping[value]
+            self.mapping[key] = value
+        for block in blocks:
+            substitute(block, self.mapping)
+        return self.changed
+
+    def visit(self, block):
+        for op in list(block.ops):
+            op.args = [self.mapping.get(a, a) for a in op.args]
+            for region in op.regions:
+                self.visit(region)
+            if op.opname != "call":
+                continue
+            replacement = self.rewrite(op, block)
+            if replacement is not None and replacement is not op.results[0]:
+                if not replacement.hint:
+                    replacement.hint = op.results[0].hint
+                self.mapping[op.results[0]] = replacement
+                self.changed = True
+
+
+def specialize(fn, args):
+    """Rewrite `fn` for arguments shaped like `args`; returns whether anything changed.
+
+    Leaves the shapes it found in `fn.shape_info` for the passes after it."""
+    specializer = Specializer(fn, args)
+    changed = specializer.run()
+    fn.shape_info = specializer.info
+    return changed
