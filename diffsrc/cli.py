@@ -13,8 +13,7 @@ file's own names in scope; a tuple is the argument list).
 
 Exit status: 0 on success, 1 for an error in the user's file or function (missing
 file or function, syntax error, unsupported construct: printed as file:line), 2
-for a command-line usage error or a mode that is not available yet, 3 for an
-internal error of diffsrc.
+for a command-line usage error, 3 for an internal error of diffsrc.
 """
 import argparse
 import difflib
@@ -30,7 +29,6 @@ import numpy as np
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 MODES = ("grad", "pullback", "primal", "jvp", "hvp")
-NOT_YET = {"jvp": "forward mode (ds.jvp)", "hvp": "Hessian-vector products (ds.hvp)"}
 
 
 class CommandError(Exception):
@@ -220,10 +218,15 @@ class Target:
         from . import api
         if mode == "grad":
             return self.gradient_function().compiled_for(self.args, optimize)
-        if mode == "pullback":
+        if mode in ("pullback", "jvp"):
             gf = self.gradient_function()
             api._check_differentiable(self.fn, self.args, gf.wrt)
-            return api.transform(self.fn, self.args, gf.wrt, "pullback", optimize)
+            return api.transform(self.fn, self.args, gf.wrt, mode, optimize)
+        if mode == "hvp":
+            gf = self.gradient_function()
+            api._check_differentiable(self.fn, self.args, gf.wrt)
+            return api.transform(gf, self.args, gf.wrt, "jvp", optimize,
+                                 order="second order (hvp)")
         return api.transform(self.fn, self.args, (), "primal", optimize)
 
 
@@ -295,10 +298,6 @@ def views(target, mode, optimize, ir, source, annotate):
 
 # ------------------------------------------------------------------------ commands
 def cmd_show(args, stdout):
-    if args.mode in NOT_YET:
-        raise CommandError(f"--mode {args.mode} is not available yet: {NOT_YET[args.mode]} "
-                           "is planned but not implemented in this version of diffsrc; use "
-                           "--mode grad or --mode pullback", EXIT_USAGE)
     if args.diff and args.no_opt:
         raise CommandError("--diff already shows the code without and with the passes; "
                            "drop --no-opt", EXIT_USAGE)
@@ -377,7 +376,8 @@ def build_parser():
     show.add_argument("--mode", choices=MODES, default="grad",
                       help="grad (default): value and gradient; pullback: value and a "
                            "closure for the adjoints; primal: the lowered function itself; "
-                           "jvp, hvp: not available yet")
+                           "jvp: value and tangent (forward mode); hvp: gradient and "
+                           "Hessian-vector product (forward over reverse)")
     show.add_argument("--ir", action="store_true", help="print the SSA IR")
     show.add_argument("--source", action="store_true",
                       help="print the generated source (the default; with --ir, print both)")

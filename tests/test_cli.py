@@ -116,7 +116,7 @@ CASES = {
     "err_unsupported_export": ["export", "model.py:with_try", "-o", "never.py"],
     "err_wrt": ["show", "model.py:F", "--wrt", "c"],
     "err_example": ["show", "model.py:F", "--example", "(1.0, undefined)"],
-    "err_jvp": ["show", "model.py:F", "--mode", "jvp"],
+    "show_jvp": ["show", "model.py:F", "--mode", "jvp"],
     "err_diff_no_opt": ["show", "model.py:F", "--diff", "--no-opt"],
     "err_export_closure": ["export", "model.py:reads_global", "-o", "never.py"],
     "err_no_command": [],
@@ -407,8 +407,10 @@ def test_bad_wrt_and_example(runs):
     assert "NameError" in error(runs["err_example"]) and "--example" in runs["err_example"].err
 
 
-def test_forward_modes_are_not_available_yet(runs):
-    assert "not available yet" in error(runs["err_jvp"], 2)
+def test_forward_mode_shows_the_tangent_code(runs):
+    run = runs["show_jvp"]
+    assert run.rc == 0 and "def F_jvp(a, b, a_dot, b_dot):" in run.out
+    compile(run.out, "<jvp>", "exec")
 
 
 def test_diff_and_no_opt_conflict(runs):
@@ -463,5 +465,5 @@ def test_in_process_help_nested_names_and_hvp(in_process):
     assert status == 0 and "show" in out and "export" in out
     status, out, err = in_process("show", "model.py:Model.nope")
     assert status == 1 and "Model has no function 'nope'" in err and "energy" in err
-    status, out, err = in_process("show", "model.py:F", "--mode", "hvp")
-    assert status == 2 and "not available yet" in err and out == ""
+    status, out, err = in_process("show", "model.py:F", "--mode", "hvp", "--wrt", "b")
+    assert status == 0 and "def F_grad_jvp(a, b, b_dot):" in out and "b_bar_dot" in out
