@@ -74,7 +74,7 @@ class ForwardTransform:
         b = Builder(block)
         for op in ops:
             block.ops.append(op)
-            if op.opname in ("const",):
+            if op.opname == "const":
                 self.consts[op.result.id] = op.attrs["value"]
                 continue
             if op.opname in ("yield", "return"):
@@ -95,10 +95,10 @@ class ForwardTransform:
                 self.dots[r.id] = t
 
     def forward_call(self, op, b):
-        entry = registry.lookup(op.attrs["fn"])
         if op.result.id not in self.varied or op.result.kind == "int":
             return
         fn = op.attrs["fn"]
+        entry = registry.lookup(fn)
         kwnames = op.attrs.get("kwnames", ())
         npos = len(op.args) - len(kwnames)
         positional, keyword = op.args[:npos], op.args[npos:]
@@ -126,7 +126,7 @@ class ForwardTransform:
             if any(d is not None for d in dots[1:]):
                 raise self.error(op, f"no tangent rule for {callable_name(fn)} with respect "
                                  "to its second argument")
-            result = self.inline(b, entry.adjoint, [dots[0], op.result] + positional[:], op)
+            result = self.inline(b, entry.adjoint, [dots[0], op.result] + list(positional), op)
             result = self.first_of(b, result)
         else:
             arg_dots = TupleS(tuple(d if d is not None else Static(ZERO) for d in dots))
@@ -158,7 +158,7 @@ class ForwardTransform:
     def set_dot(self, b, y, result):
         if result is None or (isinstance(result, ObjS) and result.cls is ZeroTangent):
             return
-        if isinstance(result, Static) and result.value is None:
+        if isinstance(result, Static) and (result.value is None or result.value is ZERO):
             return
         if not isinstance(result, Value):
             result = Lowerer(b).value(result)
