@@ -22,6 +22,9 @@ from .passes import optimize as run_passes
 from .passes.dce import eliminate_dead_code
 from .transforms.forward import forward
 from .transforms.reverse import reverse
+from . import backends
+from .backends.cupy import Fusion
+from .passes.fusion import find_groups
 
 _file_ids = itertools.count(1)
 _global_cache = {}
@@ -32,6 +35,7 @@ class Compiled:
 
     def __init__(self, function, source, filename, line_locs, ir_function):
         self.plain_floats = False
+        self.backend, self.fusion = backends.NUMPY, None
         self.function = function
         self.source = source
         self.filename = filename
@@ -62,10 +66,12 @@ def _compile(source, fname, namespace, line_locs, ir_function):
     return Compiled(function, source, filename, line_locs, ir_function)
 
 
-def transform(fn, args, wrt, mode, optimize=True, trace=None, order="forward mode"):
+def transform(fn, args, wrt, mode, optimize=True, trace=None, order="forward mode",
+              specialize=False, backend=None):
     """The pipeline: lower, optimise, differentiate, optimise, generate, compile.
 
-    `order` names the derivative in forward-mode ("jvp") errors."""
+    `order` names the derivative in forward-mode ("jvp") errors; `specialize` fixes
+    the code to the shapes and dtypes of `args`."""
     ir_function = lower_function(fn, args)
     verify(ir_function)
     if optimize:
@@ -83,13 +89,23 @@ def transform(fn, args, wrt, mode, optimize=True, trace=None, order="forward mod
     if mode == "jvp":
         forward(ir_function, wrt, order)
         verify(ir_function)
-    if optimize:
-        run_passes(ir_function, trace)
+    backend = backend or backends.NUMPY
+    if optimize:      # fused kernels take the place of the in-place pass: final=False
+        run_passes(ir_function, trace, args=args if specialize else None,
+                   inplace=not backend.fused)
     elif mode in ("grad", "pullback", "jvp"):
         eliminate_dead_code(ir_function)
+    fusion = None
+    if backend.fused:
+        blocks = [ir_function.body] + ([ir_function.pullback] if mode in ("grad", "pullback")
+                                       else [])
+        fusion = Fusion(find_groups(ir_function, blocks), backend.module())
     source, fname, namespace, line_locs = generate(ir_function,
-                                                   "primal" if mode == "jvp" else mode)
-    return _compile(source, fname, namespace, line_locs, ir_function)
+                                                   "primal" if mode == "jvp" else mode,
+                                                   fusion=fusion)
+    compiled = _compile(source, fname, backend.bind(namespace), line_locs, ir_function)
+    compiled.backend, compiled.fusion = backend, fusion
+    return compiled
 
 
 def seed_with_one(fn):
@@ -220,14 +236,25 @@ class _Unkeyed(Exception):
 def _kind(a):
     t = type(a)
     if t is np.ndarray:
-        return (a.dtype.num, a.ndim)
+        return (a.dtype.num, a.shape)
     if t in _SCALARS:
         return t
     if t is dict:
         return (dict, tuple(a), tuple([_kind(v) for v in a.values()]))
     if t is list or t is tuple:
         return (t, tuple([_kind(v) for v in a]))
+    if t.__module__.startswith("cupy"):
+        return ("cupy", a.dtype.num, a.shape)
     raise _Unkeyed
+
+
+SPECIALISED_SHAPES = 4   # per argument structure; further shapes share one general version
+
+
+def _shapes_of(trees, args):
+    """The shape and dtype of every array leaf: what specialised code is fixed to."""
+    return tuple((leaf.shape, leaf.dtype.str) if hasattr(leaf, "shape") else type(leaf)
+                 for tree, arg in zip(trees, args) for leaf in leaves_of(tree, arg))
 
 
 def _returns_python_floats(compiled, args, wrt):
@@ -243,7 +270,8 @@ def _returns_python_floats(compiled, args, wrt):
 class GradientFunction:
     """What `ds.grad` and `ds.value_and_grad` return: a callable with a cache."""
 
-    def __init__(self, fn, wrt=0, with_value=False):
+    def __init__(self, fn, wrt=0, with_value=False, backend=None):
+        self.backend = backends.resolve(backend)     # None: follow the arguments
         self.bound = ()
         if inspect.ismethod(fn):             # wrt counts the arguments after `self`
             self.bound = (fn.__self__,)
@@ -256,6 +284,7 @@ class GradientFunction:
         self.with_value = with_value
         self.cache = {}
         self.fast = {}
+        self.shapes_seen = {}                # argument structure -> shapes specialised for
         self.has_closure = bool(getattr(fn, "__closure__", None))
         self.last = None
         self.last_args = None
@@ -267,31 +296,50 @@ class GradientFunction:
         key = None if self.has_closure else _fast_key(args)
         compiled = self.fast.get(key) if key is not None else None
         if compiled is None:
-            compiled = self.compiled_for(args)
+            compiled = self.compiled_for(args, specialize=True)
             if key is not None:
                 self.fast[key] = compiled
         return compiled
 
-    def compiled_for(self, args, optimize=True):
-        key = (tuple(map(tree_of, args)), optimize, _closure_key(self.fn))
+    def compiled_for(self, args, optimize=True, specialize=False):
+        """The compiled gradient for arguments like `args`.
+
+        `specialize` fixes the code to their shapes and dtypes (calls do; transforming
+        a gradient inside other code, with stand-in arguments, does not), for the first
+        SPECIALISED_SHAPES shapes of each argument structure."""
+        trees = tuple(map(tree_of, args))
+        backend = self.backend or backends.detect(args, _signature_names(self.fn))
+        key = (trees, optimize, _closure_key(self.fn), backend)
+        shapes = None
+        if specialize and optimize:
+            shapes = _shapes_of(trees, args)
+            seen = self.shapes_seen.setdefault(key, set())
+            if shapes not in seen and len(seen) >= SPECIALISED_SHAPES:
+                shapes = None
+            elif shapes is not None:
+                seen.add(shapes)
+        key += (shapes,)
         compiled = self.cache.get(key)
         if compiled is None:
             _check_differentiable(self.fn, args, self.wrt)
             gkey = (self.fn, self.wrt, self.single, key)
             compiled = _global_cache.get(gkey)
             if compiled is None:
-                compiled = transform(self.fn, args, self.wrt, "grad", optimize)
+                compiled = transform(self.fn, args, self.wrt, "grad", optimize,
+                                     specialize=shapes is not None, backend=backend)
                 compiled.plain_floats = _returns_python_floats(compiled, args, self.wrt) and (
                     self.single or len(self.wrt) > 1)
                 _global_cache[gkey] = compiled
             self.cache[key] = compiled
-        if optimize:
+        if optimize and self.last is None:
             self.last, self.last_args = compiled, args
         return compiled
 
     def __call__(self, *args, **kwargs):
         if kwargs or self.bound:
             args = _bind(self.fn, self.bound + args, kwargs)
+        if self.backend is not None:         # an explicit backend moves the arguments
+            args = backends.to_device(args, self.backend.name)
         compiled = self.fast.get(_fast_key(args))
         if compiled is None:
             compiled = self.lookup(args)
@@ -324,21 +372,23 @@ class GradientFunction:
         return functools.partial(self.__call__, obj)
 
 
-def grad(f=None, wrt=0):
+def grad(f=None, wrt=0, backend=None):
     """The gradient of scalar function `f` with respect to argument(s) `wrt`.
 
     Usable as `ds.grad(f)`, `@ds.grad`, `@ds.grad(wrt=(0, 1))` or on source text.
+    The code runs on the arguments' device (NumPy or CuPy arrays); `backend="numpy"`,
+    `"cupy"` or a `diffsrc.backends.Backend` fixes it and moves the arguments there.
     """
     if f is None:
-        return lambda g: GradientFunction(g, wrt)
-    return GradientFunction(_resolve(f), wrt)
+        return lambda g: GradientFunction(g, wrt, backend=backend)
+    return GradientFunction(_resolve(f), wrt, backend=backend)
 
 
-def value_and_grad(f=None, wrt=0):
+def value_and_grad(f=None, wrt=0, backend=None):
     """Like grad, but returns (f(*args), gradient)."""
     if f is None:
-        return lambda g: GradientFunction(g, wrt, with_value=True)
-    return GradientFunction(_resolve(f), wrt, with_value=True)
+        return lambda g: GradientFunction(g, wrt, with_value=True, backend=backend)
+    return GradientFunction(_resolve(f), wrt, with_value=True, backend=backend)
 
 
 _pullback_cache = {}
@@ -373,10 +423,11 @@ def pullback(f, *args, **kwargs):
     trees = tuple(map(tree_of, args))
     wrt = tuple(i for i, t in enumerate(trees) if t.kind != "static" and not (
         t.kind == "leaf" and not t.differentiable_leaf()))
-    key = (f, trees)
+    backend = backends.detect(args, _signature_names(f))
+    key = (f, trees, backend)
     compiled = _pullback_cache.get(key)
     if compiled is None:
-        compiled = _pullback_cache[key] = transform(f, args, wrt, "pullback")
+        compiled = _pullback_cache[key] = transform(f, args, wrt, "pullback", backend=backend)
     out_tree = compiled.ir.out_tree
     try:
         y, back = compiled.function(*args)
@@ -403,12 +454,14 @@ def pullback(f, *args, **kwargs):
     return y, back_all
 
 
-def source(df, optimize=True, annotate=False):
+def source(df, optimize=True, annotate=False, kernels=False):
     """The generated Python source of a derivative (or of any diffsrc-built function).
 
     `optimize=False` gives the code generated without the optimisation passes;
     `annotate=True` ends each generated line that comes from a line of the user's
-    function with a `# from file.py:LINE` comment.
+    function with a `# from file.py:LINE` comment. Code compiled for CuPy starts with
+    a `# backend:` line; `kernels=True` appends the CUDA source of its fused kernels
+    (as comments, so the text stays valid Python).
     """
     if isinstance(df, GradientFunction):
         compiled = df.last if df.last is not None and optimize else \
@@ -417,14 +470,31 @@ def source(df, optimize=True, annotate=False):
         text = df.__diffsrc_source__
         compiled = next((c for c in list(_pullback_cache.values()) + list(
             _global_cache.values()) if c.source == text), None)
-        if compiled is None or not annotate:
+        if compiled is None:
             return text
     else:
         compiled = transform(_resolve(df), _example_args(df), (), "primal", optimize)
+    text = compiled.source
     if annotate:
         from .export import annotate_source
-        return annotate_source(compiled.source, compiled.line_locs)
-    return compiled.source
+        text = annotate_source(compiled.source, compiled.line_locs)
+    if compiled.backend.name != "numpy":
+        text = f"# backend: {compiled.backend.describe()}\n" + text
+    if kernels:
+        text += _kernel_listing(compiled)
+    return text
+
+
+def _kernel_listing(compiled):
+    """The CUDA text of a compiled function's fused kernels, as comment lines."""
+    functions = list(compiled.fusion.made.values()) if compiled.fusion is not None else []
+    if not functions:
+        return f"\n# no fused kernels (backend: {compiled.backend.describe()})\n"
+    lines = ["", "# ---- fused kernels ----"]
+    for function in functions:
+        for text in function.sources():
+            lines += ["#"] + ["# " + line if line else "#" for line in text.splitlines()]
+    return "\n".join(lines) + "\n"
 
 
 def ir(f, *args):

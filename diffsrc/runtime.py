@@ -171,8 +171,8 @@ def unreduce(g, x, axis=None, keepdims=False):
             kept.insert(a, 1)
         g = g.reshape(kept) if hasattr(g, "reshape") else np.reshape(g, kept)
     dtype = getattr(x, "dtype", None)
-    out = np.empty(shape, dtype if dtype is not None and dtype.kind in "fc" else
-                   np.result_type(g, 1.0))
+    out = np.empty_like(x, dtype if dtype is not None and dtype.kind in "fc" else   # x's device
+                        np.result_type(g, 1.0), shape=shape)
     out[...] = g
     return out
 

@@ -16,11 +16,12 @@ PIPELINE = (("simplify", simplify), ("cse", eliminate_common_subexpressions),
 FINAL = PIPELINE + (("inplace", update_in_place), ("dce after inplace", eliminate_dead_code))
 
 
-def optimize(fn, trace=None, final=True, args=None):
+def optimize(fn, trace=None, final=True, args=None, inplace=True):
     """Run every pass, verifying the IR after each; `trace(name, text)` sees each result.
 
-    With `args`, the final pipeline also specialises the code to their shapes and dtypes."""
-    passes = FINAL if final else PIPELINE
+    With `args`, the final pipeline also specialises the code to their shapes and dtypes;
+    `inplace=False` leaves out the in-place updates (fused kernels take their place)."""
+    passes = (FINAL if inplace else PIPELINE) if final else PIPELINE
     if final and args is not None:
         passes = PIPELINE + (("specialize", lambda f: specialize(f, args)),) + passes
     for name, run in passes:
