@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 
 from numpy_support import (FEW, HYP, arrays, broadcast_pair, check_grad, ds, nonzero_arrays,
-                           out, positive_arrays, st)
+                           numeric_grad, out, positive_arrays, random_array, st)
 
 # --------------------------------------------------------------------------- unary
 def u_square(x): return out(np.square(x))
@@ -284,3 +284,47 @@ def nan_to_num_sum(x): return np.sum(np.nan_to_num(x) * 3.0)
 def test_nan_to_num_replaced_entries_get_no_adjoint():
     g = ds.grad(nan_to_num_sum)(np.array([1.0, np.nan, np.inf, -2.0]))
     np.testing.assert_array_equal(g, [3.0, 0.0, 0.0, 3.0])
+
+
+# --------------------------------------------- a bias broadcast over a big batch: sum_leading
+def bias_loss(x, b):
+    return out(x * b + b)
+
+
+@pytest.mark.parametrize("batch, width", [((1500,), 4), ((9, 7, 40), 3), ((300,), 2)])
+def test_bias_over_a_big_batch_matches_finite_differences(batch, width):
+    x = random_array(batch + (width,), 3)
+    check_grad(bias_loss, (x, random_array((width,), 4)), wrt=1)
+
+
+@HYP
+@given(data=st.data())
+def test_sum_leading_is_the_sum_over_leading_axes(data):
+    from diffsrc.runtime import sum_leading
+    lead = data.draw(st.sampled_from([(0,), (5,), (700,), (3, 700), (2, 3, 500), (4097,)]))
+    tail = data.draw(st.sampled_from([(), (1,), (3,), (2, 4), (300,), (0,)]))
+    g = np.random.default_rng(data.draw(st.integers(0, 9))).standard_normal(lead + tail)
+    expected = g.sum(axis=tuple(range(len(lead))))
+    np.testing.assert_allclose(sum_leading(g, len(lead)), expected, rtol=1e-12, atol=1e-9)
+    assert sum_leading(g, len(lead)).shape == expected.shape
+
+
+def through_sum_leading(x):
+    from diffsrc.runtime import sum_leading
+    return out(sum_leading(x * x, 1) * 0.01 * x[0])
+
+
+def test_sum_leading_has_first_and_second_order_rules():
+    x = random_array((1500, 3), 6, -0.5, 0.5)
+    check_grad(through_sum_leading, (x,))
+    df = ds.grad(through_sum_leading)
+    w = random_array((5, 3), 7)
+
+    def hvp(x):
+        return np.sum(df(x) * w)
+    small = random_array((5, 3), 8)
+    np.testing.assert_allclose(ds.grad(hvp)(small), numeric_grad(hvp, (small,), 0, eps=1e-5),
+                               rtol=1e-4, atol=1e-5)
+    v = random_array((1500, 3), 9)
+    y, y_dot = ds.jvp(through_sum_leading, (x,), (v,))
+    np.testing.assert_allclose(y_dot, np.sum(ds.grad(through_sum_leading)(x) * v), rtol=1e-9)

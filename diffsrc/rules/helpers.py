@@ -50,6 +50,12 @@ def unbroadcast_adjoint(y_bar, y, g, x):
     return (np.broadcast_to(y_bar, np.shape(g)), None)
 
 
+@adjoint_rule(runtime.sum_leading)
+def sum_leading_adjoint(y_bar, y, g, n):
+    """sum_leading sums g over its leading axes; its adjoint broadcasts back up."""
+    return (np.broadcast_to(y_bar, np.shape(g)), None)
+
+
 @adjoint_rule(runtime.unreduce)
 def unreduce_adjoint(y_bar, y, g, x, axis=None, keepdims=False):
     """unreduce broadcasts g up to x's shape; its adjoint sums back down."""
@@ -62,4 +68,4 @@ assert lookup(runtime.unbroadcast).meta.get("lower") is not None
 
 # Tangent rules of these helpers (forward over reverse): linear in the adjoint they move;
 # which argument wins is piecewise constant.
-linear(runtime.winner_share)
+linear(runtime.winner_share, runtime.sum_leading)
