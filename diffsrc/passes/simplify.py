@@ -8,7 +8,13 @@ The rule set, each applied only where it cannot change a value or a dtype:
     exp(log(x)) -> x                log(exp(x)) -> x
     x.T.T -> x      transpose(transpose(x)) -> x
     (a + a*b) / (1 + b) -> a       (and the commuted forms)
+    x + x -> 2 * x                  c1 * (c2 * x) -> (c1*c2) * x   (c1 or c2 a power of two)
+    (-a) * b -> -(a * b)            (-a) / b -> -(a / b)   a * (-b) -> -(a * b)
+                                    (a negation used once moves out, to cancel another)
     f(constants) -> constant        for foldable primitives
+
+Every rule is exact in floating point: negation and scaling by a power of two
+round nothing.
 
 "Cannot change a dtype" means: the other operand is a Python float or int
 constant and `x` is known to be floating point (a Python float, or an adjoint,
@@ -23,6 +29,7 @@ from ..ir import Builder
 from ..ir.nodes import substitute, walk_ops
 from ..rules import registry
 from ..rules.registry import Method
+from .dce import eliminate_dead_code
 
 ARITHMETIC = {operator.add, operator.sub, operator.mul, operator.truediv, operator.neg,
               operator.pos, operator.pow, np.add, np.subtract, np.multiply, np.divide,
@@ -40,6 +47,12 @@ class Simplifier:
             for op in walk_ops(block):
                 for r in op.results:
                     self.defs[r.id] = op
+        self.shapes = getattr(fn, "shape_info", {})
+        self.use_count = {}
+        for block in blocks:
+            for op in walk_ops(block):
+                for a in op.args:
+                    self.use_count[a.id] = self.use_count.get(a.id, 0) + 1
         for p in fn.params:
             if p.kind == "float":
                 self.floating.add(p.id)
@@ -58,7 +71,10 @@ class Simplifier:
         return None
 
     def is_floating(self, v):
-        return v.id in self.floating or v.kind == "float" or isinstance(self.const(v), float)
+        if v.id in self.floating or v.kind == "float" or isinstance(self.const(v), float):
+            return True
+        info = self.shapes.get(v.id)            # known once the code is specialised
+        return info is not None and info.dtype is not None and info.dtype.kind in "fc"
 
     def producer(self, v, fns):
         op = self.defs.get(v.id)
@@ -82,6 +98,16 @@ class Simplifier:
                     return other
                 if c[k] == -1 and self.is_floating(other):
                     return self.emit(op, operator.neg, [other])
+        lifted = self.lift_negation(op, fn, args)
+        if lifted is not None:
+            return lifted
+        if fn in (operator.add, np.add) and len(args) == 2 and args[0] is args[1] and \
+                self.is_floating(args[0]):
+            return self.emit(op, operator.mul, [self.constant(op, 2), args[0]])
+        if fn in (operator.mul, np.multiply) and len(args) == 2:
+            scaled = self.combine_scales(op, c, args)
+            if scaled is not None:
+                return scaled
         if fn in (operator.truediv, np.divide, np.true_divide) and c[1] == 1 and \
                 self.is_floating(args[0]):
             return args[0]
@@ -119,6 +145,37 @@ class Simplifier:
             if inner is not None and len(inner.args) == 1:
                 return inner.args[0]
         return self.fold(op, c)
+
+    def lift_negation(self, op, fn, args):
+        """(-a) * b -> -(a * b): negations move outwards, where two of them cancel."""
+        if fn not in (operator.mul, np.multiply, operator.truediv, np.divide, np.true_divide) \
+                or len(args) != 2:
+            return None
+        for k in (0, 1) if fn in (operator.mul, np.multiply) else (0,):
+            negation = self.producer(args[k], (operator.neg, np.negative))
+            if negation is not None and self.use_count.get(args[k].id) == 1:
+                inner = list(args)
+                inner[k] = negation.args[0]
+                product = self.emit(op, fn, inner)
+                return self.emit(op, operator.neg, [product])
+        return None
+
+    def combine_scales(self, op, c, args):
+        """c1 * (c2 * x) -> (c1 * c2) * x, when the product of constants is exact."""
+        for k in (0, 1):
+            inner = self.producer(args[1 - k], (operator.mul, np.multiply))
+            if c[k] is None or inner is None or self.use_count.get(args[1 - k].id) != 1:
+                continue
+            inner_c = [self.const(a) for a in inner.args]
+            for j in (0, 1):
+                x = inner.args[1 - j]
+                if inner_c[j] is not None and self.is_floating(x) and (
+                        _power_of_two(c[k]) or _power_of_two(inner_c[j])):
+                    return self.emit(op, operator.mul, [self.constant(op, c[k] * inner_c[j]), x])
+        return None
+
+    def constant(self, op, value):
+        return self.emit(op, None, [], const=value)
 
     def cancel_factor(self, numerator, denominator):
         """(a + a*b) / (1 + b) -> a: the numerator is a times the denominator."""
@@ -172,6 +229,8 @@ class Simplifier:
         block.ops.pop()
         block.ops.insert(block.ops.index(op), new)
         self.defs[new.result.id] = new
+        if fn is not None and op.result.id in self.shapes:   # every rule keeps the value,
+            self.shapes[new.result.id] = self.shapes[op.result.id]   # so shape and dtype
         if self.is_floating(op.result) or any(self.is_floating(a) for a in args):
             self.floating.add(new.result.id)
         return new.result
@@ -212,6 +271,11 @@ class Simplifier:
                 self.changed = True
 
 
+def _power_of_two(c):
+    return isinstance(c, (int, float)) and c != 0 and math.isfinite(c) and \
+        math.frexp(abs(c))[0] == 0.5
+
+
 def _pullback_helpers():
     from .. import runtime
     return {runtime.unbroadcast, runtime.unreduce, runtime.unindex, runtime.zeros_like,
@@ -226,4 +290,5 @@ def simplify(fn):
     for _ in range(10):
         if not Simplifier(fn).run():
             break
+        eliminate_dead_code(fn)        # rules that need a value used once count live uses
     return fn

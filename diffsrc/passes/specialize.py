@@ -7,6 +7,7 @@ With the shapes and dtypes from `shapes.infer_shapes`:
     unbroadcast(g, x), x a bias             -> np.sum(g, axis=...)  (keepdims where x has 1s)
     matmul_left(g, a, b), 2-d               -> g @ b.T
     matmul_right(g, a, b), 2-d              -> a.T @ g
+    (n, 1) @ (1, m)                         -> (n, 1) * (1, m)   (an outer product)
     unreduce(c, x, ...) for a constant c    -> stays one `unreduce(c, x, None, False)` through
                                                further unreduce, scaling and negation, and
     unreduce(c, x, ...) * y                 -> c * y   when y already has the full shape
@@ -92,13 +93,27 @@ class Specializer:
             return self.unbroadcast(op, block, *args)
         if fn is runtime.matmul_left and self.plain_2d(*args):
             g, a, b = args
-            bt = self.emit(block, op, TRANSPOSE, [b])
-            return self.emit(block, op, operator.matmul, [g, bt], hint=result.hint, info=info)
+            bt = self.emit(block, op, TRANSPOSE, [b], info=_transposed(self.array(b)))
+            return self.product(block, op, g, bt, result.hint, info)
         if fn is runtime.matmul_right and self.plain_2d(*args):
             g, a, b = args
-            at = self.emit(block, op, TRANSPOSE, [a])
-            return self.emit(block, op, operator.matmul, [at, g], hint=result.hint, info=info)
+            at = self.emit(block, op, TRANSPOSE, [a], info=_transposed(self.array(a)))
+            return self.product(block, op, at, g, result.hint, info)
+        if fn in (operator.matmul, np.matmul) and len(args) == 2 and \
+                self.outer(*args) and info is not None:
+            return self.emit(block, op, operator.mul, args, hint=result.hint, info=info)
         return self.fill(op, block, fn, args, info)
+
+    def outer(self, a, b):
+        """(n, 1) @ (1, m): no sums, so the broadcast product gives the same bits, without
+        a matrix product BLAS is slow at."""
+        ai, bi = self.array(a), self.array(b)
+        return ai is not None and bi is not None and len(ai.shape) == len(bi.shape) == 2 and \
+            ai.shape[1] == 1 and ai.dtype == bi.dtype
+
+    def product(self, block, op, a, b, hint, info):
+        fn = operator.mul if self.outer(a, b) else operator.matmul
+        return self.emit(block, op, fn, [a, b], hint=hint, info=info)
 
     def broadcast_operands(self, op, fn, info):
         """unreduce(g, x, axis, keepdims=True) OP y -> g OP y where broadcasting gives the same."""
@@ -234,6 +249,10 @@ class Specializer:
                     replacement.hint = op.results[0].hint
                 self.mapping[op.results[0]] = replacement
                 self.changed = True
+
+
+def _transposed(info):
+    return Info("array", info.shape[::-1], info.dtype)
 
 
 def specialize(fn, args):
