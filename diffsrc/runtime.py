@@ -135,7 +135,8 @@ def scatter_add(out, index, g):
     embedding lookup) sums the repeated rows by sorting and `np.add.reduceat` instead:
     about 9x faster than np.add.at for a 1600-token batch of 64-wide rows."""
     if not (type(out) is np.ndarray and out.ndim > 1 and isinstance(index, np.ndarray)
-            and index.dtype.kind in "iu" and index.size * out.size >= 4096 * out.shape[0]):
+            and index.dtype.kind in "iu" and index.size
+            and index.size * out.size >= 4096 * out.shape[0]):
         np.add.at(out, index, g)
         return
     n = out.shape[0]

@@ -291,7 +291,12 @@ def test_embedding_gather_matches_finite_differences():
     check_grad(embed_loss, (random_array((4, 64), 5), idx))
 
 
-def test_scatter_add_rejects_an_out_of_bounds_negative_index():
+def test_scatter_add_bounds_and_empty_indices():
     from diffsrc.runtime import scatter_add
     with pytest.raises(IndexError):
         scatter_add(np.zeros((3, 64)), np.full(100, -4), np.ones((100, 64)))
+    with pytest.raises(IndexError):
+        scatter_add(np.zeros((0, 64)), np.zeros(100, np.int64), np.ones((100, 64)))
+    out = np.ones((3, 64))
+    scatter_add(out, np.zeros((0, 2), np.int64), np.ones((0, 2, 64)))
+    np.testing.assert_array_equal(out, 1.0)
