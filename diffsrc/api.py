@@ -284,6 +284,7 @@ class GradientFunction:
         self.with_value = with_value
         self.cache = {}
         self.fast = {}
+        self.by_types = {}                   # argument types -> compiled, for numbers only
         self.shapes_seen = {}                # argument structure -> shapes specialised for
         self.has_closure = bool(getattr(fn, "__closure__", None))
         self.last = None
@@ -299,6 +300,11 @@ class GradientFunction:
             compiled = self.compiled_for(args, specialize=True)
             if key is not None:
                 self.fast[key] = compiled
+                if all(type(a) in _SCALARS for a in args):
+                    self.by_types[tuple(map(type, args))] = compiled
+                if compiled.plain_floats and not self.bound and self.backend is None and \
+                        all(type(a) is float for a in args) and type(self) is GradientFunction:
+                    self.__class__ = _float_call_class(compiled, len(args), self.with_value)
         return compiled
 
     def compiled_for(self, args, optimize=True, specialize=False):
@@ -340,9 +346,9 @@ class GradientFunction:
             args = _bind(self.fn, self.bound + args, kwargs)
         if self.backend is not None:         # an explicit backend moves the arguments
             args = backends.to_device(args, self.backend.name)
-        compiled = self.fast.get(_fast_key(args))
+        compiled = self.by_types.get(tuple(map(type, args)))   # numbers: types say all
         if compiled is None:
-            compiled = self.lookup(args)
+            compiled = self.fast.get(_fast_key(args)) or self.lookup(args)
         self.last, self.last_args = compiled, args
         try:
             value, grads = compiled.function(*args)
@@ -370,6 +376,28 @@ class GradientFunction:
         if obj is None:
             return self
         return functools.partial(self.__call__, obj)
+
+
+_NOTHING = object()
+
+
+def _float_call_class(compiled, arity, with_value):
+    """A GradientFunction subclass whose __call__ checks `arity` Python floats and runs the
+    generated code directly: a scalar gradient then costs little more than the maths."""
+    params = ", ".join(f"a{i}=_NOTHING" for i in range(arity))
+    args = ", ".join(f"a{i}" for i in range(arity))
+    floats = " and ".join(f"type(a{i}) is float" for i in range(arity))
+    source = (f"def __call__(self, {params}, /, *rest, **kwargs):\n"
+              f"    if {floats} and not rest and not kwargs:\n"
+              f"        self.last = compiled\n"
+              f"        return function({args}){'' if with_value else '[1]'}\n"
+              f"    given = tuple(a for a in ({args},) if a is not _NOTHING)\n"
+              f"    return GradientFunction.__call__(self, *given, *rest, **kwargs)\n")
+    namespace = {"compiled": compiled, "function": compiled.function, "_NOTHING": _NOTHING,
+                 "GradientFunction": GradientFunction}
+    exec(compile(source, "<diffsrc float call>", "exec"), namespace)
+    return type("GradientFunction", (GradientFunction,), {"__call__": namespace["__call__"],
+                                                          "__module__": __name__})
 
 
 def grad(f=None, wrt=0, backend=None):

@@ -11,6 +11,7 @@ The rule set, each applied only where it cannot change a value or a dtype:
     x + x -> 2 * x                  c1 * (c2 * x) -> (c1*c2) * x   (c1 or c2 a power of two)
     (-a) * b -> -(a * b)            (-a) / b -> -(a / b)   a * (-b) -> -(a * b)
                                     (a negation used once moves out, to cancel another)
+    -(c * x) -> (-c) * x            (also through a chain of products)
     f(constants) -> constant        for foldable primitives
 
 Every rule is exact in floating point: negation and scaling by a power of two
@@ -128,6 +129,7 @@ class Simplifier:
             inner = self.producer(args[0], (operator.neg, np.negative))
             if inner is not None:
                 return inner.args[0]
+            return self.negate_constant_factor(op, args[0])
         if fn is np.exp:
             inner = self.producer(args[0], (np.log,))
             if inner is not None:
@@ -156,8 +158,25 @@ class Simplifier:
             if negation is not None and self.use_count.get(args[k].id) == 1:
                 inner = list(args)
                 inner[k] = negation.args[0]
-                product = self.emit(op, fn, inner)
+                product = self.emit(op, fn, inner, part=True)
                 return self.emit(op, operator.neg, [product])
+        return None
+
+    def negate_constant_factor(self, op, v, depth=0):
+        """-(2 * b * t) -> -2 * b * t: the sign joins a constant factor, one operation less."""
+        part = depth > 0
+        product = self.producer(v, (operator.mul, np.multiply))
+        if product is None or self.use_count.get(v.id) != 1 or depth > 4:
+            return None
+        for k in (0, 1):
+            factor = product.args[k]
+            c = self.const(factor)
+            negated = self.constant(op, -c) if c is not None else \
+                self.negate_constant_factor(op, factor, depth + 1)
+            if negated is not None:
+                args = list(product.args)
+                args[k] = negated
+                return self.emit(op, product.attrs["fn"], args, part=part)
         return None
 
     def combine_scales(self, op, c, args):
@@ -175,7 +194,7 @@ class Simplifier:
         return None
 
     def constant(self, op, value):
-        return self.emit(op, None, [], const=value)
+        return self.emit(op, None, [], const=value, part=True)
 
     def cancel_factor(self, numerator, denominator):
         """(a + a*b) / (1 + b) -> a: the numerator is a times the denominator."""
@@ -217,15 +236,17 @@ class Simplifier:
             return None
         return self.emit(op, None, [], const=result)
 
-    def emit(self, op, fn, args, const=None):
-        """A new op just before `op`, in `op`'s block (found lazily)."""
+    def emit(self, op, fn, args, const=None, part=False):
+        """A new op just before `op`, in `op`'s block (found lazily); a `part` of the
+        replacement stays unnamed, so codegen writes it inside the final expression."""
         block = self.block_of[id(op)]
         builder = Builder(block, op.loc)
+        hint = "" if part else op.result.hint
         if fn is None:
-            new = builder.op("const", attrs={"value": const}, hints=[op.result.hint])
+            new = builder.op("const", attrs={"value": const}, hints=[hint])
         else:
             new = builder.op("call", args, attrs={"fn": fn, "kwnames": ()},
-                             hints=[op.result.hint], kinds=[op.result.kind])
+                             hints=[hint], kinds=[op.result.kind])
         block.ops.pop()
         block.ops.insert(block.ops.index(op), new)
         self.defs[new.result.id] = new

@@ -222,10 +222,13 @@ class Specializer:
     def run(self):
         blocks = [self.fn.body] + ([self.fn.pullback] if getattr(self.fn, "pullback", None)
                                    else [])
+        self.uses = {}
         for block in blocks:
             for op in walk_ops(block):
                 for r in op.results:
                     self.defs[r.id] = op
+                for a in op.args:
+                    self.uses[a.id] = self.uses.get(a.id, 0) + 1
         for block in blocks:
             self.visit(block)
         for key, value in list(self.mapping.items()):
@@ -245,8 +248,10 @@ class Specializer:
                 continue
             replacement = self.rewrite(op, block)
             if replacement is not None and replacement is not op.results[0]:
-                if not replacement.hint:
-                    replacement.hint = op.results[0].hint
+                hint = op.results[0].hint
+                if not replacement.hint or (hint.endswith("_bar") and self.uses.get(
+                        replacement.id) == 1):     # `b_bar`, not a rule's own `dx`
+                    replacement.hint = hint
                 self.mapping[op.results[0]] = replacement
                 self.changed = True
 
