@@ -128,6 +128,8 @@ def tangent_text(entries):
             kinds.add("linear")
         elif e.tangent == registry.DIAGONAL:
             kinds.add("from the adjoint")
+        elif e.tangent == registry.SOURCE:
+            kinds.add("from its source")
         else:
             kinds.add(f"`{e.tangent.__module__.replace('diffsrc.rules.', '')}."
                       f"{e.tangent.__name__}`")
@@ -327,13 +329,21 @@ def generate():
                          for e in registry.PRIMITIVES.values()
                          if e.adjoint is not None and e.tangent is None and
                          getattr(e.fn, "__module__", None) != runtime.__name__})
+    from_source = sorted(e.fn.__name__ for e in registry.PRIMITIVES.values()
+                         if e.tangent == registry.SOURCE)
     lines.append("## Forward mode\n")
     lines.append("The Tangent column names each function's forward-mode rule: a template, "
                  "`linear` (the function applied to the tangents) or `from the adjoint` "
                  "(an elementwise function of one argument, whose adjoint is its tangent). "
                  "Functions with a reverse rule but no tangent rule raise `NoRuleError` in "
                  "`ds.jvp`, `ds.hvp`, `ds.hessian` and forward-mode `ds.jacobian`: "
-                 + ", ".join(f"`{n}`" for n in no_tangent) + ".\n")
+                 + (", ".join(f"`{n}`" for n in no_tangent) if no_tangent else "none do")
+                 + ".\n")
+    lines.append("Second order (`ds.hvp`, `ds.hessian`) differentiates the generated pullback "
+                 "in forward mode, so the helpers it calls need tangent rules too. Those whose "
+                 "derivative is long are differentiated *from their source* (plain NumPy in "
+                 "`diffsrc/runtime.py`, inlined at the call with its constant arguments folded): "
+                 + ", ".join(f"`{n}`" for n in from_source) + ".\n")
     if missing:
         lines.append("## Gaps\n")
         lines.append("Listed but without a rule: " + ", ".join(f"`{m}`" for m in missing))

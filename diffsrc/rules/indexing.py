@@ -143,6 +143,18 @@ def sort_tangent(dots, y, x, axis=-1, kind=None, order=None, **kwargs):
     return np.take_along_axis(dots[0], np.argsort(x, axis=axis, kind="stable"), axis)
 
 
+@tangent_rule(np.partition)
+def partition_tangent(dots, y, x, kth, axis=-1, **kwargs):
+    """The tangent goes through the rearrangement, tied values matched in stable order
+    (as the adjoint): y's r-th smallest entry is x's r-th smallest."""
+    x_dot = dots[0]
+    if axis is None:
+        x, x_dot, axis = np.ravel(x), np.ravel(x_dot), 0
+    order_x = np.argsort(x, axis=axis, kind="stable")
+    rank_y = np.argsort(np.argsort(y, axis=axis, kind="stable"), axis=axis)
+    return np.take_along_axis(x_dot, np.take_along_axis(order_x, rank_y, axis), axis)
+
+
 @tangent_rule(np.interp)
 def interp_tangent(dots, y, x, xp, fp, *args, **kwargs):
     """The segment's slope times x_dot, plus fp_dot interpolated; xp gets none."""

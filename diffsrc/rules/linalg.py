@@ -17,7 +17,8 @@ import operator
 import numpy as np
 
 from .lowering_hooks import _emit, is_none, static_value
-from .registry import Method, adjoint_rule, is_zero, linear, register, tangent_rule
+from .registry import (Method, adjoint_rule, from_source, is_zero, linear, register,
+                       tangent_rule)
 from ..frontend.abstract import ListS, Static, TupleS
 from ..runtime import (cholesky_adjoint, convolve_adjoint, cross_adjoint, det_adjoint,
                        dot_left, dot_right, eigh_adjoint, einsum_adjoint, inner_adjoint,
@@ -462,14 +463,112 @@ def slogdet_sign_tangent(dots, y, result):
     return None
 
 
-@tangent_rule(Method("logabsdet", attribute=True), Method("eigenvectors", attribute=True))
+@tangent_rule(Method("logabsdet", attribute=True), Method("eigenvectors", attribute=True),
+              Method("S", attribute=True), Method("R", attribute=True))
 def second_field_tangent(dots, y, result):
     return dots[0][1]
 
 
-@tangent_rule(Method("eigenvalues", attribute=True))
+@tangent_rule(Method("eigenvalues", attribute=True), Method("U", attribute=True),
+              Method("Q", attribute=True))
 def first_field_tangent(dots, y, result):
     return dots[0][0]
+
+
+@tangent_rule(Method("Vh", attribute=True))
+def third_field_tangent(dots, y, result):
+    return dots[0][2]
+
+
+def mT(a):
+    return np.swapaxes(a, -1, -2)
+
+
+@tangent_rule(np.linalg.svd)
+def svd_tangent(dots, y, a, full_matrices=True, compute_uv=True, *args, **kwargs):
+    """Real SVD (Townsend 2016), with P = U^T A_dot V and F_ij = 1 / (s_j^2 - s_i^2):
+    S_dot = diag(P), U_dot = U (F o (P S + S P^T)) + (I - U U^T) A_dot V S^-1 and
+    V_dot = V (F o (S P + P^T S)) + (I - V V^T) A_dot^T U S^-1. As the adjoint: distinct
+    non-zero singular values, thin factors or a square matrix."""
+    da = dots[0]
+    if not compute_uv:
+        return svdvals_tangent(dots, y, a)
+    if full_matrices and np.shape(a)[-1] != np.shape(a)[-2]:
+        raise NotImplementedError("np.linalg.svd of a non-square matrix with "
+                                  "full_matrices=True has no tangent rule; pass "
+                                  "full_matrices=False")
+    u, s, vh = y[0], y[1], y[2]
+    v = mT(vh)
+    p = mT(u) @ da @ v
+    eye = np.eye(np.shape(s)[-1])
+    gap = np.expand_dims(s * s, -2) - np.expand_dims(s * s, -1)
+    f = (1 - eye) / (gap + eye)
+    sp = np.expand_dims(s, -1) * p                    # S P
+    ps = p * np.expand_dims(s, -2)                    # P S
+    u_dot = u @ (f * (ps + mT(ps))) + (da @ v - u @ (mT(u) @ da @ v)) / np.expand_dims(s, -2)
+    v_dot = v @ (f * (sp + mT(sp))) + (mT(da) @ u - v @ (vh @ mT(da) @ u)) / np.expand_dims(s, -2)
+    return (u_dot, np.diagonal(p, 0, -2, -1), mT(v_dot))
+
+
+@tangent_rule(np.linalg.svdvals)
+def svdvals_tangent(dots, y, x):
+    """diag(U^T A_dot V), with the singular vectors recomputed."""
+    usv = np.linalg.svd(x, full_matrices=False)
+    return np.diagonal(mT(usv[0]) @ dots[0] @ mT(usv[2]), 0, -2, -1)
+
+
+@tangent_rule(np.linalg.qr)
+def qr_tangent(dots, y, a, mode="reduced"):
+    """Reduced QR, m >= n, full column rank: with B = Q^T A_dot R^-1, Q^T Q_dot = W is
+    skew and R_dot R^-1 = B - W upper triangular, so W = tril(B, -1) - tril(B, -1)^T,
+    R_dot = (B - W) R and Q_dot = Q W + (A_dot - Q Q^T A_dot) R^-1."""
+    q, r = y[0], y[1]
+    da = dots[0]
+    da_rinv = mT(np.linalg.solve(mT(r), mT(da)))       # A_dot R^-1
+    b = mT(q) @ da_rinv
+    low = np.tril(b, -1)
+    w = low - mT(low)
+    return (q @ w + da_rinv - q @ b, (b - w) @ r)
+
+
+@tangent_rule(np.linalg.pinv)
+def pinv_tangent(dots, p, a, *args, **kwargs):
+    """-P A_dot P + P P^T A_dot^T (I - A P) + (I - P A) A_dot^T P^T P (Golub & Pereyra;
+    constant rank)."""
+    da = dots[0]
+    pt = mT(p)
+    return (-(p @ da @ p) + p @ (pt @ mT(da) - pt @ mT(da) @ a @ p)
+            + (mT(da) - p @ a @ mT(da)) @ pt @ p)
+
+
+@tangent_rule(np.linalg.matrix_power)
+def matrix_power_tangent(dots, y, a, n):
+    """The sum over k of A^k A_dot A^(n-1-k); a negative n is the power of inv(a)."""
+    da = dots[0]
+    if n < 0:
+        a = np.linalg.inv(a)
+        da = -(a @ da @ a)
+        n = -n
+    total = da * 0.0
+    for k in range(n):
+        total = total + np.linalg.matrix_power(a, k) @ da @ np.linalg.matrix_power(a, n - 1 - k)
+    return total
+
+
+@tangent_rule(einsum_adjoint)
+def einsum_adjoint_tangent(dots, r, g, subscripts, operands, which):
+    """Linear in g and in each operand other than `which` (it reads only that one's
+    shape): the sum of einsum_adjoint with one of them replaced by its tangent."""
+    total = dots[0]
+    if not is_zero(dots[0]):
+        total = einsum_adjoint(dots[0], subscripts, operands, which)
+    if not is_zero(dots[2]):
+        for i in range(len(operands)):
+            if i != which:
+                replaced = tuple(dots[2][j] if j == i else operands[j]
+                                 for j in range(len(operands)))
+                total = total + einsum_adjoint(g, subscripts, replaced, which)
+    return total
 
 
 @tangent_rule(np.linalg.cholesky)
@@ -478,7 +577,10 @@ def cholesky_tangent(dots, l, a, upper=False):
     matrix of the triangle NumPy reads (the adjoint's convention)."""
     s = read_triangle(dots[0], "U" if upper else "L")
     if upper:
-        raise NotImplementedError("np.linalg.cholesky(upper=True) has no tangent rule")
+        low = np.swapaxes(l, -1, -2)            # cholesky(a, upper=True) is L^T
+        li = np.linalg.inv(low)
+        m = li @ s @ np.swapaxes(li, -1, -2)
+        return np.swapaxes(low @ (np.tril(m, -1) + 0.5 * m * np.eye(np.shape(m)[-1])), -1, -2)
     li = np.linalg.inv(l)
     m = li @ s @ np.swapaxes(li, -1, -2)
     return l @ (np.tril(m, -1) + 0.5 * m * np.eye(np.shape(m)[-1]))
@@ -514,3 +616,7 @@ def solve_b_full_tangent(dots, r, g, a, b):
     if np.ndim(b) == 1 and np.ndim(g) >= 1:
         return solve_b_full(dg - (dat @ r[..., None])[..., 0], a, b)
     return solve_b_full(dg - dat @ r, a, b)
+
+
+from_source(cholesky_adjoint, inv_adjoint, matrix_power_adjoint, norm_adjoint, pinv_adjoint, qr_adjoint,
+            svd_adjoint, vector_norm_adjoint)

@@ -13,7 +13,8 @@ Conventions:
 import numpy as np
 
 from .lowering_hooks import is_none, is_true, positional
-from .registry import Method, adjoint_rule, is_zero, linear, register, tangent_rule
+from .registry import (Method, adjoint_rule, from_source, is_zero, linear, register,
+                       tangent_rule)
 from ..runtime import (average_adjoint, cov_adjoint, cumprod_adjoint, extremum_share,
                        nanvar_adjoint, prod_adjoint, quantile_adjoint, undiff, unreduce)
 
@@ -322,15 +323,61 @@ def median_tangent(dots, y, a, axis=None, out=None, overwrite_input=False, keepd
     return weighted_sum(partials, dots[0], axis, keepdims)
 
 
+def weighted_total(a, w, axis):
+    """sum(a w) over `axis`, w shaped like a or 1-D along `axis` (np.average's weights)."""
+    if np.ndim(w) == np.ndim(a):
+        return np.sum(a * w, axis=axis)
+    return np.moveaxis(a, axis, -1) @ w
+
+
 @tangent_rule(np.average)
 def average_tangent(dots, y, a, axis=None, weights=None, returned=False, keepdims=False):
-    """The weighted mean of the tangent; differentiable weights are not supported in forward
-    mode (an error when the code runs)."""
-    if len(dots) > 2 and not is_zero(dots[2]):
-        raise NotImplementedError("np.average with differentiated weights has no tangent rule")
+    """y = sum(a w) / W: y_dot = (sum(a_dot w) + sum((a - y) w_dot)) / W."""
     if is_none(weights):
         return np.mean(dots[0], axis=axis, keepdims=keepdims)
-    return np.average(dots[0], axis, weights, keepdims=keepdims)
+    if len(dots) < 3 or is_zero(dots[2]):
+        return np.average(dots[0], axis, weights, keepdims=keepdims)
+    w_total = weighted_total(np.ones_like(a), weights, axis)
+    mean = np.reshape(y, np.shape(w_total))
+    total = weighted_total(a, dots[2], axis) - mean * weighted_total(np.ones_like(a), dots[2], axis)
+    if not is_zero(dots[0]):
+        total = total + weighted_total(dots[0], weights, axis)
+    return np.reshape(total / w_total, np.shape(y))
+
+
+@tangent_rule(np.cumprod, Method("cumprod"))
+def cumprod_tangent(dots, y, x, axis=None, dtype=None, out=None):
+    """y_dot[k] = y_dot[k-1] x[k] + y[k-1] x_dot[k] along the axis: exact with zeros."""
+    x_dot = dots[0]
+    if axis is None:
+        x, x_dot, axis = np.ravel(x), np.ravel(x_dot), 0
+    xm = np.moveaxis(x, axis, 0)
+    ym = np.moveaxis(np.reshape(y, np.shape(x)), axis, 0)
+    dm = np.moveaxis(x_dot, axis, 0)
+    out_dot = dm * 1.0
+    for k in range(1, np.shape(xm)[0]):
+        out_dot[k] = out_dot[k - 1] * xm[k] + ym[k - 1] * dm[k]
+    return np.moveaxis(out_dot, 0, axis)
+
+
+@tangent_rule(np.quantile)
+def quantile_tangent(dots, y, a, q, axis=None, out=None, overwrite_input=False,
+                     method="linear", keepdims=False, **kwargs):
+    """Each quantile interpolates two order statistics: their tangents, with the same
+    weights (the adjoint's partial derivatives, one quantile at a time)."""
+    qs = np.ravel(q)
+    ys = np.reshape(y, (np.size(q),) + np.shape(y)[np.ndim(q):])
+    parts = [np.sum(quantile_adjoint(np.ones_like(ys[k]), a, qs[k], axis, keepdims, method)
+                    * dots[0], axis=axis, keepdims=keepdims) for k in range(np.size(q))]
+    return np.reshape(np.stack(parts), np.shape(y))
+
+
+@tangent_rule(np.percentile)
+def percentile_tangent(dots, y, a, q, axis=None, out=None, overwrite_input=False,
+                       method="linear", keepdims=False, **kwargs):
+    """np.quantile with q / 100."""
+    return quantile_tangent(dots, y, a, np.asarray(q) / 100.0, axis, out, overwrite_input,
+                            method, keepdims)
 
 
 @tangent_rule(np.cov)
@@ -339,3 +386,6 @@ def cov_tangent(dots, y, m, y2=None, rowvar=True, bias=False, ddof=None, **kwarg
     dm = dots[0]
     return (np.cov(m + dm, y2, rowvar, bias, ddof, **kwargs)
             - np.cov(m - dm, y2, rowvar, bias, ddof, **kwargs)) / 2.0
+
+
+from_source(average_adjoint, cov_adjoint, cumprod_adjoint, nanvar_adjoint, prod_adjoint)

@@ -27,7 +27,9 @@ Forward mode (transforms/forward.py) uses the primitive's `tangent`, one of:
   tangent (`joint`, e.g. reshape, concatenate, x[i] = v), or once per argument
   and summed (a product, e.g. matmul, einsum);
 * `DIAGONAL`: an elementwise function of one argument; its Jacobian is diagonal,
-  hence symmetric, so the adjoint template applied to the tangent is the tangent.
+  hence symmetric, so the adjoint template applied to the tangent is the tangent;
+* `SOURCE`: a runtime helper written in plain Python/NumPy (a pullback's helper):
+  its source is inlined beside the call and differentiated like user code.
 
 A primitive with an adjoint but no tangent is an error in forward mode, never a
 wrong derivative.
@@ -187,6 +189,17 @@ class Linear:
 
 
 DIAGONAL = "diagonal"
+
+
+SOURCE = "source"
+
+
+def from_source(*fns):
+    """Declare the tangent of each of `fns` (runtime helpers of pullbacks, whose
+    derivatives are long but whose code is plain NumPy) the forward-mode derivative of
+    its own source, inlined where it is called."""
+    for fn in fns:
+        register(fn, tangent=SOURCE)
 
 
 def linear(*fns, positions=(0,), joint=True, first=0, which=None):

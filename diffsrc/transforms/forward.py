@@ -14,6 +14,7 @@ tangent; a zero tangent is never materialised, except where a branch, a loop or
 the output needs a real value (then it is `zeros_like` of the primal).
 """
 import operator
+from types import SimpleNamespace
 
 from ..errors import NoRuleError
 from ..frontend.abstract import ObjS, Static, TupleS
@@ -21,7 +22,7 @@ from ..frontend.lower import Lowerer
 from ..ir import Builder, Value
 from ..ir.printer import callable_name
 from ..rules import registry
-from ..rules.registry import DIAGONAL, ZERO, Linear, ZeroTangent
+from ..rules.registry import DIAGONAL, SOURCE, ZERO, Linear, ZeroTangent
 from .. import runtime
 from .reverse import HARMLESS_OPAQUE, varied_values
 
@@ -73,14 +74,18 @@ class ForwardTransform:
         ops, block.ops = block.ops, []
         b = Builder(block)
         for op in ops:
-            block.ops.append(op)
-            if op.opname == "const":
-                self.consts[op.result.id] = op.attrs["value"]
-                continue
-            if op.opname in ("yield", "return"):
-                continue
-            with b.located(op.loc):
-                getattr(self, "forward_" + op.opname)(op, b)
+            self.step(op, b)
+
+    def step(self, op, b):
+        """Append `op` to the block being rebuilt, then its tangent ops."""
+        b.block.ops.append(op)
+        if op.opname == "const":
+            self.consts[op.result.id] = op.attrs["value"]
+            return
+        if op.opname in ("yield", "return"):
+            return
+        with b.located(op.loc):
+            getattr(self, "forward_" + op.opname)(op, b)
 
     def forward_unpack(self, op, b):
         param = op.args[0]
@@ -122,6 +127,8 @@ class ForwardTransform:
         rule = entry.tangent
         if isinstance(rule, Linear):
             result = self.linear(op, b, rule, dots)
+        elif rule is SOURCE:
+            result = self.from_source(op, b, fn)
         elif rule is DIAGONAL:
             if any(d is not None for d in dots[1:]):
                 raise self.error(op, f"no tangent rule for {callable_name(fn)} with respect "
@@ -143,6 +150,37 @@ class ForwardTransform:
         args = args[:extra] + [self.abstract(a) for a in args[extra:]]
         kwargs = {k: self.abstract(v) for k, v in zip(kwnames, op.args[npos:])}
         return low.call(Static(template), args, kwargs)
+
+    def from_source(self, op, b, fn):
+        """A helper's source, inlined after the call (constant arguments fold) and
+        differentiated like user code; it recomputes the helper's value, which the
+        tangent needs."""
+        kwnames = op.attrs.get("kwnames", ())
+        npos = len(op.args) - len(kwnames)
+        start = len(b.block.ops)
+        low = Lowerer(b)
+        low.fixed_loc = True
+        result = low.call_python(fn, [self.abstract(a) for a in op.args[:npos]],
+                                 {k: self.abstract(v) for k, v in zip(kwnames, op.args[npos:])})
+        inlined = b.block.ops[start:]
+        del b.block.ops[start:]
+        seeds = [SimpleNamespace(id=i) for i in self.varied]
+        self.varied |= varied_values(SimpleNamespace(body=SimpleNamespace(ops=inlined)), seeds)
+        for inner in inlined:
+            self.step(inner, b)
+        return self.tangent_of(b, result)
+
+    def tangent_of(self, b, result):
+        """The tangent of a lowered result: a Value's, or a structure of them."""
+        if isinstance(result, Value):
+            return self.dot(result) if result.kind != "int" else None
+        if isinstance(result, TupleS):
+            dots = [self.tangent_of(b, item) for item in result.items]
+            if all(d is None for d in dots):
+                return None
+            return TupleS(tuple(d if d is not None else self.real_dot(b, Lowerer(b).value(item))
+                                for d, item in zip(dots, result.items)))
+        return None
 
     def abstract(self, v):
         """Constants reach templates as constants (so `is_constant(axis)` folds)."""
