@@ -1654,6 +1654,8 @@ def _isinstance(low, args, kwargs):
     obj, cls = args
     if isinstance(obj, Value):
         return low.primitive(isinstance, args, {})
+    if isinstance(cls, TupleS) and all_static(cls):
+        cls = Static(to_python(cls))                 # isinstance(axis, (int, np.integer))
     python_type = {TupleS: tuple, ListS: list, DictS: dict}.get(type(obj))
     if isinstance(obj, ObjS):
         python_type = obj.cls
@@ -1669,6 +1671,8 @@ def _sequence(kind):
         a = args[0]
         if isinstance(a, RangeS) and all(isinstance(p, Static) for p in (a.start, a.stop, a.step)):
             return kind(tuple(Static(i) for i in range(a.start.value, a.stop.value, a.step.value)))
+        if isinstance(a, RangeS):
+            a = low.opaque(range, [a.start, a.stop, a.step], {})     # tuple(range(x.ndim))
         if isinstance(a, Value):
             return low.primitive(list if kind is ListS else tuple, [a], {},
                                  kind="list" if kind is ListS else None)
