@@ -1,5 +1,8 @@
 """ds.hvp, ds.hessian and ds.jacobian against finite differences (float64), for functions
 with loops and branches, and the forward/reverse choice of ds.jacobian."""
+from collections import namedtuple
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -169,3 +172,48 @@ def test_hvp_of_the_sliced_score_matching_loss_in_its_parameters():
     for k in params:
         np.testing.assert_allclose(hv[k], (plus[k] - minus[k]) / (2 * eps), rtol=1e-5,
                                    atol=1e-7)
+
+
+# ------------------------------------------------- structured arguments, second order
+@dataclass
+class Layer:
+    w: np.ndarray
+    b: float
+
+
+Pair = namedtuple("Pair", "w b")
+
+
+def layer_loss(p, x):
+    return np.sum(np.tanh(x @ p.w + p.b) ** 2)
+
+
+def sum_of_weight_gradient(p, x):
+    return np.sum(parts(ds.grad(layer_loss)(p, x))[0])
+
+
+@pytest.mark.parametrize("cls", [Layer, Pair])
+def test_hvp_and_grad_of_grad_with_a_dataclass_or_namedtuple_argument(cls):
+    """The gradient's generated code rebuilds the structure with with_fields(...), which
+    is read back as a structure."""
+    x = np.linspace(-1.0, 1.0, 6).reshape(2, 3)
+    p, t = cls(np.array([0.3, -0.2, 0.5]), 0.1), cls(np.array([1.0, 0.5, -1.0]), 1.0)
+    g = ds.grad(layer_loss)
+    eps = 1e-6
+    plus = parts(g(cls(p.w + eps * t.w, p.b + eps * t.b), x))
+    minus = parts(g(cls(p.w - eps * t.w, p.b - eps * t.b), x))
+    hv = parts(ds.hvp(layer_loss)(p, x, t))
+    for i in range(2):
+        np.testing.assert_allclose(hv[i], (plus[i] - minus[i]) / (2 * eps), rtol=1e-6,
+                                   atol=1e-8)
+    gg = parts(ds.grad(sum_of_weight_gradient)(p, x))
+    f = sum_of_weight_gradient
+    np.testing.assert_allclose(gg[0], [(f(cls(p.w + eps * e, p.b), x) - f(cls(p.w - eps * e, p.b), x))
+                                       / (2 * eps) for e in np.eye(3)], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(gg[1], (f(cls(p.w, p.b + eps), x) - f(cls(p.w, p.b - eps), x))
+                               / (2 * eps), rtol=1e-6, atol=1e-8)
+
+
+def parts(gradient):
+    """(w, b) of a gradient (a namedtuple argument's gradient comes back a plain tuple)."""
+    return (gradient.w, gradient.b) if hasattr(gradient, "w") else tuple(gradient)

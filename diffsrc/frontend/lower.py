@@ -1407,6 +1407,8 @@ def placeholder(a):
         return [placeholder(x) for x in a.items]
     if isinstance(a, DictS):
         return {k: placeholder(v) for k, v in zip(a.keys, a.values)}
+    if isinstance(a, ObjS) and issubclass(a.cls, tuple):                 # a namedtuple
+        return a.cls(*[placeholder(v) for v in a.values])
     if isinstance(a, ObjS):
         obj = a.cls.__new__(a.cls)
         for name, v in zip(a.names, a.values):

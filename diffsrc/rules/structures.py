@@ -32,6 +32,22 @@ register(runtime.index_update)
 register(runtime.unindex)
 register(runtime.zeros_like)
 register(runtime.accumulate)
+def _lower_with_fields(low, args, kwargs):
+    """`with_fields(obj, w=...)` in generated code read again (ds.hvp, grad of grad of a
+    dataclass or namedtuple argument): the structure with those fields replaced."""
+    from ..frontend.abstract import ObjS
+    obj = args[0]
+    if isinstance(obj, ObjS):
+        for name, value in kwargs.items():
+            obj = obj.set(name, value)
+        return obj
+    values = [low.value(a) for a in args] + [low.value(v) for v in kwargs.values()]
+    return low.b.call(runtime.with_fields, values, kwnames=tuple(kwargs))
+
+
+register(runtime.with_fields, meta={"lower": _lower_with_fields})
+
+
 def _lower_unbroadcast(low, args, kwargs):
     """Python floats never broadcast: for them `unbroadcast(g, x)` is just `g`."""
     g, x = args
