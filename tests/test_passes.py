@@ -1,5 +1,6 @@
 """Optimisation passes: each preserves values and gradients, and its output verifies."""
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -151,3 +152,119 @@ def test_unoptimised_source_is_available():
     df(0.3, 0.4)
     plain, optimised = ds.source(df, optimize=False), ds.source(df)
     assert plain != optimised and len(optimised) < len(plain)
+
+
+# ----------------------------------------------------------- shape specialisation, out= buffers
+
+def broadcast_mix(a, b):
+    h = np.maximum(a * b + b, 0.0) - np.exp(-a) / (1.0 + b * b)
+    return np.mean(h * h) + np.sum(a + a)
+
+
+def mlp_like(W, b, x, y):
+    h = np.tanh(x @ W + b)
+    r = h @ np.ones((W.shape[1], 1)) - y
+    return np.mean(r * r)
+
+
+def reductions(x, w):
+    s = np.sum(x * w, axis=-1, keepdims=True)
+    m = np.max(x, axis=0)
+    return np.sum(np.log(1.0 + s * s)) + np.sum(m * m) + np.mean(x, axis=1) @ np.ones(x.shape[0])
+
+
+SHAPE_CASES = {
+    "broadcast": (broadcast_mix, lambda rng, n, m: (rng.normal(size=(n, m)),
+                                                    rng.normal(size=(m,))), (0, 1)),
+    "broadcast_rows": (broadcast_mix, lambda rng, n, m: (rng.normal(size=(n, 1)),
+                                                         rng.normal(size=(1, m))), (0, 1)),
+    "mlp_outer": (mlp_like, lambda rng, n, m: (rng.normal(size=(m, 1)), rng.normal(size=(1,)),
+                                               rng.normal(size=(n, m)),
+                                               rng.normal(size=(n, 1))), (0, 1)),
+    "mlp": (mlp_like, lambda rng, n, m: (rng.normal(size=(m, 3)), rng.normal(size=(3,)),
+                                         rng.normal(size=(n, m)), rng.normal(size=(n, 1))),
+            (0, 1)),
+    "reductions": (reductions, lambda rng, n, m: (rng.normal(size=(n, m)),
+                                                  rng.normal(size=(m,))), (0, 1)),
+}
+
+
+def in_place_at_any_size():
+    """Small test arrays take the in-place path that large ones take."""
+    from diffsrc.passes import inplace
+    return mock.patch.object(inplace, "MIN_INPLACE_BYTES", 0)
+
+
+@pytest.fixture
+def always_in_place():
+    with in_place_at_any_size():
+        yield
+
+
+@pytest.mark.parametrize("case", sorted(SHAPE_CASES))
+@SETTINGS
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 4), m=st.integers(1, 4))
+def test_specialised_code_agrees_with_general_code(case, seed, n, m):
+    fn, make, wrt = SHAPE_CASES[case]
+    args = make(np.random.default_rng(seed), n, m)
+    before = [a.copy() for a in args]
+    with in_place_at_any_size():
+        special = transform(fn, args, wrt, "grad", specialize=True)
+    general = transform(fn, args, wrt, "grad")
+    got, expected = special.function(*args), general.function(*args)
+    assert _close(got, expected)
+    for g, a in zip(got[1], (args[i] for i in wrt)):
+        assert np.shape(g) == np.shape(a)
+    assert all(np.array_equal(a, b) for a, b in zip(args, before))   # nothing mutated
+    verify(special.ir)
+
+
+def test_specialised_mlp_gradient_reads_like_hand_written_code(always_in_place):
+    rng = np.random.default_rng(0)
+    args = (rng.normal(size=(4, 3)), rng.normal(size=(3,)), rng.normal(size=(5, 4)),
+            rng.normal(size=(5, 1)))
+    df = ds.grad(mlp_like, wrt=(0, 1))
+    df(*args)
+    text = ds.source(df)
+    for helper in ("unbroadcast(", "unreduce(", "matmul_left(", "matmul_right(", "np.size("):
+        assert helper not in text, text
+    assert "np.sum(t_bar, axis=0)" in text and "x.T @ t_bar" in text, text
+    assert "+= b" in text, text                  # the product's buffer takes the bias
+
+
+def test_shapes_past_the_limit_share_general_code():
+    from diffsrc import api
+    df = ds.grad(broadcast_mix)
+    rng = np.random.default_rng(1)
+    for n in range(1, api.SPECIALISED_SHAPES + 3):
+        a, b = rng.normal(size=(n, 2)), rng.normal(size=(2,))
+        general = transform(broadcast_mix, (a, b), (0,), "grad").function(a, b)[1]
+        np.testing.assert_allclose(df(a, b), general, rtol=1e-12)
+    specialised = [key for key in df.cache if key[-1] is not None]
+    assert len(specialised) == api.SPECIALISED_SHAPES
+    assert any(key[-1] is None for key in df.cache)
+
+
+def test_in_place_never_writes_into_arguments_or_values_read_later(always_in_place):
+    def f(x, w):
+        t = x * w
+        u = t + 1.0                  # t is read again below: no write into it
+        return np.sum(u * t) + np.sum(np.exp(x))
+
+    x, w = np.ones((3, 2)), np.full((3, 2), 2.0)
+    special = transform(f, (x, w), (0, 1), "grad", specialize=True)
+    value, (gx, gw) = special.function(x, w)
+    assert np.array_equal(x, np.ones((3, 2))) and np.array_equal(w, np.full((3, 2), 2.0))
+    np.testing.assert_allclose(gx, w * (2 * x * w + 1.0) + np.exp(x))
+    np.testing.assert_allclose(gw, x * (2 * x * w + 1.0))
+
+
+def test_specialize_is_a_printable_verified_pass():
+    args = (np.ones((2, 3)), np.ones((3, 2)))
+    function = lower_function(arrays, args)
+    reverse(function, (0,))
+    seed_with_one(function)
+    seen = []
+    optimize(function, trace=lambda name, text: seen.append(name), args=args)
+    assert "specialize" in seen and seen[-2:] == ["inplace", "dce after inplace"]
+    verify(function)

@@ -23,9 +23,10 @@ import numpy as np
 from ..frontend.trees import leaves_of
 from ..rules import registry
 from ..rules.registry import Method
+from ..rules.structures import make_tuple
 from .. import runtime
 
-SAFE_FAMILIES = {"elementwise", "reductions", "shape", "linalg"}
+SAFE_FAMILIES = {"elementwise", "reductions", "shape", "linalg", "creation"}
 ARITHMETIC = {operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv,
               operator.mod, operator.pow, operator.neg, operator.pos, operator.matmul,
               operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne,
@@ -77,6 +78,11 @@ def describe(value, exact=False):
     return None
 
 
+# Pure functions of constants that the registry does not mark foldable (they also take
+# arrays), evaluated when every argument is exact: `x.shape[1]`, `len(shape)`.
+FOLDABLE = {operator.getitem, len, tuple, max, min, abs, int, float, make_tuple}
+
+
 def _is_safe(fn):
     if fn in DATA_DEPENDENT:
         return False
@@ -119,9 +125,9 @@ class ShapeInference:
         if fn in SAME_AS:
             return [infos[SAME_AS[fn]]]
         entry = registry.lookup(fn)
-        exact = all(i.kind == "exact" for i in infos)
-        if not (exact and entry is not None and entry.foldable and not entry.effect) and \
-                not _safe_call(fn, infos):
+        exact = all(i.kind == "exact" for i in infos) and (
+            fn in FOLDABLE or entry is not None and entry.foldable and not entry.effect)
+        if not exact and not _safe_call(fn, infos):
             return [None] * len(op.results)
         return evaluate(fn, infos, op.attrs.get("kwnames", ()), len(op.results),
                         exact or fn in QUERIES)

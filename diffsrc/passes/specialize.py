@@ -2,7 +2,7 @@
 
 With the shapes and dtypes from `shapes.infer_shapes`:
 
-    x.shape, np.size(x), len(x), x.ndim    -> constants
+    x.shape, np.size(x), len(x), x.shape[1] -> constants
     unbroadcast(g, x), same shape & dtype   -> g
     unbroadcast(g, x), x a bias             -> np.sum(g, axis=...)  (keepdims where x has 1s)
     matmul_left(g, a, b), 2-d               -> g @ b.T
@@ -21,9 +21,10 @@ import numpy as np
 
 from ..ir import Builder
 from ..ir.nodes import substitute, walk_ops
+from ..rules import registry
 from ..rules.registry import Method
 from .. import runtime
-from .shapes import QUERIES, Info, evaluate, infer_shapes, is_elementwise
+from .shapes import Info, evaluate, infer_shapes, is_elementwise
 
 MULTIPLY = {operator.mul, np.multiply}
 DIVIDE = {operator.truediv, np.divide, np.true_divide}
@@ -83,7 +84,8 @@ class Specializer:
         kwnames = op.attrs.get("kwnames", ())
         result = op.results[0] if len(op.results) == 1 else None
         info = self.info.get(result.id) if result is not None else None
-        if fn in QUERIES and info is not None and info.kind == "exact" and _literal(info.value):
+        if info is not None and info.kind == "exact" and _literal(info.value) and \
+                op.opname == "call" and not getattr(registry.lookup(fn), "effect", False):
             return self.constant(block, op, info.value)
         if kwnames:
             return None
