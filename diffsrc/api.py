@@ -67,7 +67,7 @@ def _compile(source, fname, namespace, line_locs, ir_function):
 
 
 def transform(fn, args, wrt, mode, optimize=True, trace=None, order="forward mode",
-              specialize=False, backend=None):
+              specialize=False, backend=None, has_aux=False):
     """The pipeline: lower, optimise, differentiate, optimise, generate, compile.
 
     `order` names the derivative in forward-mode ("jvp") errors; `specialize` fixes
@@ -76,13 +76,15 @@ def transform(fn, args, wrt, mode, optimize=True, trace=None, order="forward mod
     verify(ir_function)
     if optimize:
         run_passes(ir_function, trace, final=mode not in ("grad", "pullback", "jvp"))
-    if mode == "grad" and ir_function.out_tree.kind != "leaf":
+    if has_aux:
+        _check_aux_output(ir_function)
+    elif mode == "grad" and ir_function.out_tree.kind != "leaf":
         raise NonScalarOutputError(
             f"grad needs a function returning one scalar; {ir_function.name} returns a "
             f"{ir_function.out_tree.kind} (use ds.pullback for other outputs)",
             ir_function.filename, ir_function.lineno)
     if mode in ("grad", "pullback"):
-        reverse(ir_function, wrt)
+        reverse(ir_function, wrt, seeded=1 if has_aux else None)
         verify(ir_function)
         if mode == "grad":
             seed_with_one(ir_function)
@@ -106,6 +108,15 @@ def transform(fn, args, wrt, mode, optimize=True, trace=None, order="forward mod
     compiled = _compile(source, fname, backend.bind(namespace), line_locs, ir_function)
     compiled.backend, compiled.fusion = backend, fusion
     return compiled
+
+
+def _check_aux_output(fn):
+    """has_aux: the function returns (scalar loss, anything)."""
+    tree = fn.out_tree
+    if tree.kind != "tuple" or len(tree.children) != 2 or tree.children[0].kind != "leaf":
+        raise NonScalarOutputError(
+            f"has_aux=True needs {fn.name} to return a pair (scalar loss, auxiliary "
+            f"values); it returns a {tree.kind}", fn.filename, fn.lineno)
 
 
 def seed_with_one(fn):
@@ -224,7 +235,8 @@ _SCALARS = (float, int, bool, np.float64, np.float32, np.float16, np.int64, np.i
 def _fast_key(args):
     """A cheap cache key for arrays, scalars, and dicts/lists/tuples of them (else None)."""
     try:
-        return tuple([_kind(a) for a in args])
+        return tuple([(a.dtype.num, a.shape) if type(a) is np.ndarray else _kind(a)
+                      for a in args])
     except _Unkeyed:
         return None
 
@@ -270,8 +282,9 @@ def _returns_python_floats(compiled, args, wrt):
 class GradientFunction:
     """What `ds.grad` and `ds.value_and_grad` return: a callable with a cache."""
 
-    def __init__(self, fn, wrt=0, with_value=False, backend=None):
+    def __init__(self, fn, wrt=0, with_value=False, backend=None, has_aux=False):
         self.backend = backends.resolve(backend)     # None: follow the arguments
+        self.has_aux = has_aux
         self.bound = ()
         if inspect.ismethod(fn):             # wrt counts the arguments after `self`
             self.bound = (fn.__self__,)
@@ -328,13 +341,14 @@ class GradientFunction:
         compiled = self.cache.get(key)
         if compiled is None:
             _check_differentiable(self.fn, args, self.wrt)
-            gkey = (self.fn, self.wrt, self.single, key)
+            gkey = (self.fn, self.wrt, self.single, self.has_aux, key)
             compiled = _global_cache.get(gkey)
             if compiled is None:
                 compiled = transform(self.fn, args, self.wrt, "grad", optimize,
-                                     specialize=shapes is not None, backend=backend)
+                                     specialize=shapes is not None, backend=backend,
+                                     has_aux=self.has_aux)
                 compiled.plain_floats = _returns_python_floats(compiled, args, self.wrt) and (
-                    self.single or len(self.wrt) > 1)
+                    self.single or len(self.wrt) > 1) and not self.has_aux
                 _global_cache[gkey] = compiled
             self.cache[key] = compiled
         if optimize and self.last is None:
@@ -357,6 +371,9 @@ class GradientFunction:
             raise
         if compiled.plain_floats:
             return (value, grads) if self.with_value else grads
+        if self.has_aux:
+            loss, *aux = value if len(compiled.ir.body.ops[-1].args) > 1 else (value,)
+            value = loss
         if type(value) is not float and np.size(value) != 1:
             code = getattr(self.fn, "__code__", None) or self.fn.__call__.__code__
             raise NonScalarOutputError(
@@ -370,6 +387,9 @@ class GradientFunction:
             grads = (_as_float_like(grads, args[self.wrt[0]]),)
         elif not all(type(g) is float for g in grads):
             grads = tuple(_as_float_like(g, args[i]) for g, i in zip(grads, self.wrt))
+        if self.has_aux:
+            aux = _owned(build(compiled.ir.out_tree.children[1], aux))
+            return ((value, aux), grads) if self.with_value else (grads, aux)
         return (value, grads) if self.with_value else grads
 
     def __get__(self, obj, owner):
@@ -400,23 +420,30 @@ def _float_call_class(compiled, arity, with_value):
                                                           "__module__": __name__})
 
 
-def grad(f=None, wrt=0, backend=None):
+def grad(f=None, wrt=0, backend=None, has_aux=False):
     """The gradient of scalar function `f` with respect to argument(s) `wrt`.
 
     Usable as `ds.grad(f)`, `@ds.grad`, `@ds.grad(wrt=(0, 1))` or on source text.
     The code runs on the arguments' device (NumPy or CuPy arrays); `backend="numpy"`,
     `"cupy"` or a `diffsrc.backends.Backend` fixes it and moves the arguments there.
+    has_aux=True: f returns (loss, aux) and the call returns (gradient, aux).
     """
     if f is None:
-        return lambda g: GradientFunction(g, wrt, backend=backend)
-    return GradientFunction(_resolve(f), wrt, backend=backend)
+        return lambda g: GradientFunction(g, wrt, backend=backend, has_aux=has_aux)
+    return GradientFunction(_resolve(f), wrt, backend=backend, has_aux=has_aux)
 
 
-def value_and_grad(f=None, wrt=0, backend=None):
-    """Like grad, but returns (f(*args), gradient)."""
+def value_and_grad(f=None, wrt=0, backend=None, has_aux=False):
+    """Like grad, but returns (f(*args), gradient).
+
+    has_aux=True: f returns (loss, aux), the gradient is the loss's, and the call
+    returns ((loss, aux), gradient): predictions or statistics computed on the way
+    come back without a second forward pass."""
     if f is None:
-        return lambda g: GradientFunction(g, wrt, with_value=True, backend=backend)
-    return GradientFunction(_resolve(f), wrt, with_value=True, backend=backend)
+        return lambda g: GradientFunction(g, wrt, with_value=True, backend=backend,
+                                          has_aux=has_aux)
+    return GradientFunction(_resolve(f), wrt, with_value=True, backend=backend,
+                            has_aux=has_aux)
 
 
 _pullback_cache = {}

@@ -8,11 +8,10 @@ W2's model with fixed random parameters (seed 0).  gen[0:10] = x[0:10]; for t = 
 Timed unit: the whole 990-step loop, restarted from the initial W2.  It is bound by
 per-call dispatch (64-element arrays), not by arithmetic.
 
-diffsrc column:  dW2 = ds.grad(step_loss, wrt='W2')
-                 g = dW2(W2, W1, b1, b2, window, target)     window (1, 10), target float32
-                 y = predict(W2, W1, b1, b2, window)         plain NumPy, for gen[t]
-(ds.grad returns only the gradient, so the prediction is a second, plain forward; the
-autograd column does the same.  The hand column computes y and g in one pass.)
+diffsrc column:  dW2 = ds.grad(step_loss_and_prediction, wrt='W2', has_aux=True)
+                 g, y = dW2(W2, W1, b1, b2, window, target)  window (1, 10), target float32
+(has_aux returns the prediction made on the way, so y and g come from one pass, as in
+the hand column; autograd's grad has no aux, so its column runs a second, plain forward.)
 
 Gradient check: the first-step gradient, plus W2 and gen[199] after the loop has run to
 t = 200.  The closed loop amplifies float32 rounding, so later states are not compared.
@@ -44,6 +43,12 @@ def predict(W2, W1, b1, b2, window):
 def step_loss(W2, W1, b1, b2, window, target):
     r = target - predict(W2, W1, b1, b2, window)
     return np.sum(r * r)
+
+
+def step_loss_and_prediction(W2, W1, b1, b2, window, target):
+    y = predict(W2, W1, b1, b2, window)
+    r = target - y
+    return np.sum(r * r), y
 
 
 def hand_predict_and_grad(W2, W1, b1, b2, window, target):
@@ -112,15 +117,27 @@ def impl_hand(wl, data):
     return _steer_impl(data, hand_grad, predict_and_grad)
 
 
+def _with_aux_prediction(data, grad_and_y):
+    """predict_and_grad from one has_aux gradient call."""
+    p = data['params']
+    W1, b1, b2 = p['W1'], p['b1'], p['b2']
+
+    def predict_and_grad(W2, window, target):
+        g, y = grad_and_y(W2, W1, b1, b2, window, target)
+        return y, g
+    return _steer_impl(data, lambda *args: grad_and_y(*args)[0], predict_and_grad)
+
+
 def impl_diffsrc(wl, data):
     import diffsrc as ds
-    return _with_plain_predict(data, ds.grad(step_loss, wrt='W2'))
+    return _with_aux_prediction(data, ds.grad(step_loss_and_prediction, wrt='W2',
+                                              has_aux=True))
 
 
 def impl_diffsrc_noopt(wl, data):
     import diffsrc as ds
-    return _with_plain_predict(data, unoptimised(ds.grad(step_loss, wrt='W2'),
-                                                 _first_args(data)))
+    return _with_aux_prediction(data, unoptimised(
+        ds.grad(step_loss_and_prediction, wrt='W2', has_aux=True), _first_args(data)))
 
 
 def impl_autograd(wl, data):

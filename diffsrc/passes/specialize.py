@@ -4,7 +4,8 @@ With the shapes and dtypes from `shapes.infer_shapes`:
 
     x.shape, np.size(x), len(x), x.shape[1] -> constants
     unbroadcast(g, x), same shape & dtype   -> g
-    unbroadcast(g, x), x a bias             -> np.sum(g, axis=...)  (keepdims where x has 1s)
+    unbroadcast(g, x), x a bias             -> np.sum(g, axis=...)  (keepdims where x has 1s;
+                                               sum_leading(g, n) for many short rows)
     matmul_left(g, a, b), 2-d               -> g @ b.T
     matmul_right(g, a, b), 2-d              -> a.T @ g
     (n, 1) @ (1, m)                         -> (n, 1) * (1, m)   (an outer product)
@@ -93,7 +94,8 @@ class Specializer:
             self.broadcast_operands(op, fn, info)
         if fn is runtime.unbroadcast:
             return self.unbroadcast(op, block, *args)
-        if fn is runtime.matmul_left and self.plain_2d(*args):
+        if fn is runtime.matmul_left and self.plain_2d(*args) and not _wide_left(
+                self.array(args[0]), self.array(args[2])):
             g, a, b = args
             bt = self.emit(block, op, TRANSPOSE, [b], info=_transposed(self.array(b)))
             return self.product(block, op, g, bt, result.hint, info)
@@ -152,6 +154,9 @@ class Specializer:
         ones = tuple(i for i, n in enumerate(xi.shape) if n == 1 and gi.shape[extra + i] != 1)
         if extra and ones:
             return None
+        if extra and _tall(gi.shape, extra):
+            count = self.constant(block, op, extra)
+            return self.emit(block, op, runtime.sum_leading, [g, count], (), op.result.hint, xi)
         axes = tuple(range(extra)) if extra else ones
         axis = self.constant(block, op, axes[0] if len(axes) == 1 else axes)
         if ones:
@@ -256,6 +261,19 @@ class Specializer:
                     replacement.hint = hint
                 self.mapping[op.results[0]] = replacement
                 self.changed = True
+
+
+def _wide_left(g, b):
+    """Where runtime.matmul_left computes (b @ g.T).T, faster than g @ b.T: keep the call."""
+    return g.shape[0] < b.shape[0] <= g.shape[1]
+
+
+def _tall(shape, leading):
+    """Whether summing the leading axes is in the regime where runtime.sum_leading beats
+    np.sum (many short rows)."""
+    width = int(np.prod(shape[leading:]))
+    rows = int(np.prod(shape[:leading]))
+    return 0 < width <= 512 and rows >= 4 * (1024 // width)
 
 
 def _transposed(info):

@@ -389,8 +389,11 @@ class ReverseTransform:
         return any(a.id in self.varied for o in walk_ops(body) for a in o.args)
 
 
-def reverse(fn, wrt_indices):
-    """The pullback of `fn`; sets fn.pullback (a Block) and fn.gradient_leaves."""
+def reverse(fn, wrt_indices, seeded=None):
+    """The pullback of `fn`; sets fn.pullback (a Block) and fn.gradient_leaves.
+
+    `seeded`: how many leading outputs the pullback takes adjoints for (all by
+    default); the rest (a loss's auxiliary results) are values only."""
     wrt_params = [fn.params[i] for i in wrt_indices]
     leaves = {i: [] for i in wrt_indices}
     for op in fn.body.ops:
@@ -400,7 +403,7 @@ def reverse(fn, wrt_indices):
     wrt_values += [r for i in wrt_indices for r in leaves[i] if r.kind != "int"]
     transform = ReverseTransform(fn, wrt_values)
     ret = fn.body.ops[-1]
-    outputs = ret.args
+    outputs = ret.args[:seeded]
     block = Block([Value(((o.hint + "_bar") if o.hint else "y_bar"), o.kind) for o in outputs])
     builder = Builder(block, ret.loc)
     adj = Adjoints(transform, builder)
