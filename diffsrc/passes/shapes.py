@@ -23,7 +23,7 @@ import numpy as np
 from ..frontend.trees import leaves_of
 from ..rules import registry
 from ..rules.registry import Method
-from ..rules.structures import make_tuple
+from ..rules.structures import list_append, make_tuple
 from .. import runtime
 
 SAFE_FAMILIES = {"elementwise", "reductions", "shape", "linalg", "creation"}
@@ -48,7 +48,9 @@ class Info:
     """What is known of a value at transform time.
 
     kind: "array" (shape, dtype), "scalar" (a NumPy scalar of dtype), "float"/"int"/"bool"
-    (a Python number of unknown value) or "exact" (value is the value itself).
+    (a Python number of unknown value), "tuple" (value: the Infos of its items, some not
+    exact: an index like `[:, t]` in a loop), "list" (value: (Info of every item, length or
+    None): a list built in a loop) or "exact" (value is the value itself).
     """
     kind: str
     shape: tuple = ()
@@ -61,6 +63,13 @@ class Info:
             return np.broadcast_to(np.zeros((), self.dtype), self.shape)
         if self.kind == "scalar":
             return self.dtype.type(0)
+        if self.kind == "tuple":
+            return tuple(i.standin() for i in self.value)
+        if self.kind == "list":
+            item, length = self.value
+            if length is None or (length and item is None):
+                raise ValueError("a list of unknown length or items")
+            return [item.standin() for _ in range(length)]
         return {"float": 0.0, "int": 0, "bool": False}.get(self.kind, self.value)
 
 
@@ -70,6 +79,11 @@ def describe(value, exact=False):
         return Info("array", value.shape, value.dtype)
     if isinstance(value, np.generic):
         return Info("scalar", (), value.dtype)
+    if type(value) is list and not exact:
+        items = [describe(v) for v in value]
+        if all(i is not None and i == items[0] for i in items):
+            return Info("list", value=(items[0] if items else None, len(items)))
+        return None
     if exact:
         return Info("exact", value=value)
     for kind in (bool, int, float):
@@ -124,6 +138,10 @@ class ShapeInference:
             return [None] * len(op.results)
         if fn in SAME_AS:
             return [infos[SAME_AS[fn]]]
+        if fn is make_tuple and not all(i.kind == "exact" for i in infos):
+            return [Info("tuple", value=tuple(infos))]
+        if any(i.kind == "list" for i in infos):
+            return [_list_call(fn, infos)] if len(op.results) == 1 else [None] * len(op.results)
         entry = registry.lookup(fn)
         exact = all(i.kind == "exact" for i in infos) and (
             fn in FOLDABLE or entry is not None and entry.foldable and not entry.effect)
@@ -146,7 +164,10 @@ class ShapeInference:
         name = op.opname
         if name == "const":
             value = op.attrs["value"]
-            self.set(op.result, describe(value, exact=not isinstance(value, np.ndarray)))
+            if type(value) is list and not value:      # a list to be filled in a loop
+                self.set(op.result, Info("list", value=(None, 0)))
+            else:
+                self.set(op.result, describe(value, exact=not isinstance(value, np.ndarray)))
         elif name == "call":
             for r, info in zip(op.results, self.call(op)):
                 self.set(r, info)
@@ -177,6 +198,8 @@ class ShapeInference:
         else:
             inits, first = op.args, []
         carried = [self.get(a) for a in inits]
+        growth = self.list_growth(op, body, first, carried)
+        carried = [_list_of(c, None) if k in growth else c for k, c in enumerate(carried)]
         for _ in range(4):               # shapes that change from one iteration to the next
             if op.opname == "while":     # become unknown; stable ones are a fixpoint
                 self.region(op.regions[0], carried)
@@ -188,8 +211,32 @@ class ShapeInference:
         else:
             carried = [None] * len(carried)
             self.region(body, first + carried)
+        for k, (start, per_trip) in growth.items():
+            if carried[k] is not None and carried[k].kind == "list":
+                carried[k] = _list_of(carried[k], start + per_trip * growth.trips)
         for r, info in zip(op.results, carried):
             self.set(r, info)
+
+    def list_growth(self, op, body, first, carried):
+        """Lists the loop body lengthens by a fixed count per trip, when the trip count
+        is known (`for t in range(50): hs = hs + [h]`): {position: (start, per trip)}."""
+        growth = _Growth()
+        if op.opname != "for" or op.attrs.get("over") != "range":
+            return growth
+        bounds = [self.get(a) for a in op.args[:3]]
+        if not all(b is not None and b.kind == "exact" for b in bounds):
+            return growth
+        growth.trips = len(range(*(b.value for b in bounds)))
+        lists = [k for k, c in enumerate(carried) if c is not None and c.kind == "list" and
+                 c.value[1] is not None]
+        if not lists:
+            return growth
+        out = self.region(body, first + carried)
+        for k in lists:
+            after = out[k]
+            if after is not None and after.kind == "list" and after.value[1] is not None:
+                growth[k] = (carried[k].value[1], after.value[1] - carried[k].value[1])
+        return growth
 
 
 def evaluate(fn, infos, kwnames, count, exact):
@@ -211,15 +258,13 @@ def _safe_call(fn, infos):
     """Whether evaluating `fn` on stand-ins gives the true shape and dtype."""
     if fn is operator.getitem:
         index = infos[1]
-        parts = index.value if index.kind == "exact" and isinstance(index.value, tuple) else (
-            index.standin(),)
-        return index.kind in ("exact", "int") or (
-            index.kind == "array" and index.dtype.kind in "iu") or all(
-            not isinstance(p, np.ndarray) or p.dtype.kind in "iu" for p in parts)
+        parts = index.value if index.kind == "tuple" else (index,)
+        return all(_shape_safe_index(p) for p in parts)
     if not _is_safe(fn):
         return False
     # Outside elementwise arithmetic, a number of unknown value may be a size or an axis.
-    return is_elementwise(fn) or all(i.kind in ("exact", "array", "scalar") for i in infos)
+    return is_elementwise(fn) or all(i.kind in ("exact", "array", "scalar", "list")
+                                     for i in infos)
 
 
 def is_elementwise(fn):
@@ -232,6 +277,16 @@ def is_elementwise(fn):
                                           entry.meta.get("family") == "elementwise")
 
 
+def _shape_safe_index(info):
+    """An index part whose value cannot change the result's shape: a constant, an integer
+    (a loop counter), or an integer array (its shape decides). Not a boolean mask."""
+    if info.kind == "exact":
+        value = info.value
+        parts = value if isinstance(value, tuple) else (value,)
+        return not any(isinstance(p, np.ndarray) and p.dtype.kind == "b" for p in parts)
+    return info.kind == "int" or (info.kind in ("array", "scalar") and info.dtype.kind in "iu")
+
+
 def _item(info):
     if info is not None and info.kind == "array" and info.shape:
         return Info("array", info.shape[1:], info.dtype)
@@ -239,8 +294,55 @@ def _item(info):
 
 
 def _merge(*infos):
-    """The Info that holds on every path, if they agree."""
-    return infos[0] if all(i == infos[0] for i in infos[1:]) else None
+    """The Info that holds on every path, if they agree (lists: their items agree)."""
+    if all(i == infos[0] for i in infos[1:]):
+        return infos[0]
+    if all(i is not None and i.kind == "list" for i in infos):
+        items = {i.value[0] for i in infos if i.value[0] is not None}
+        lengths = {i.value[1] for i in infos}
+        if len(items) <= 1:
+            return Info("list", value=(next(iter(items), None),
+                                       lengths.pop() if len(lengths) == 1 else None))
+    return None
+
+
+class _Growth(dict):
+    trips = None
+
+
+def _list_of(info, length):
+    return Info("list", value=(info.value[0], length))
+
+
+def _list_call(fn, infos):
+    """List operations on lists whose items are alike: concatenation, indexing, len."""
+    lists = [i for i in infos if i.kind == "list"]
+    items = {i.value[0] for i in lists if i.value[0] is not None}
+    if len(items) > 1:
+        return None
+    item = next(iter(items), None)
+    if fn in (operator.add, list_append):
+        if fn is list_append:
+            if item is not None and infos[1] != item:
+                return None
+            item = infos[1]
+        lengths = [i.value[1] for i in lists] + ([1] if fn is list_append else [])
+        return Info("list", value=(item, None if None in lengths else sum(lengths)))
+    length = lists[0].value[1]
+    if fn is len and length is not None:
+        return Info("exact", value=length)
+    if fn is operator.getitem and infos[0].kind == "list":
+        index = infos[1]
+        if index.kind == "int" or (index.kind == "exact" and isinstance(index.value, int)):
+            return item
+        if index.kind == "exact" and isinstance(index.value, slice):
+            return Info("list", value=(item, None if length is None else
+                                       len(range(length)[index.value])))
+        return None
+    try:                                  # np.stack(hs), unstack(...): evaluate on stand-ins
+        return evaluate(fn, infos, (), 1, False)[0] if _safe_call(fn, infos) else None
+    except ValueError:
+        return None
 
 
 def infer_shapes(fn, args):
