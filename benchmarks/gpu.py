@@ -125,9 +125,13 @@ def main(argv=None):
             try:
                 made = make()
                 if name in ("diffsrc", "unfused"):
-                    step, err, _ = made
+                    step, err, vg = made
                     sync = cupy_sync
                     note.append(f"{name} grad err {err:.1e}")
+                    if name == "diffsrc":
+                        sizes = [len(g.ops) for g in vg.last.fusion.groups]
+                        note.append(f"{len(sizes)} fused groups of {sum(sizes)} ops "
+                                    f"(largest {max(sizes, default=0)})")
                 else:
                     step, sync = made
                 times[name] = timed(step, sync, args.budget)

@@ -24,7 +24,9 @@ def unbroadcast(g, x):
         g = g.sum(axis=axes, keepdims=True)
     if not shape:
         g = g.reshape(())
-        return g[()] if isinstance(x, (float, int)) or not hasattr(x, "shape") else g
+        if isinstance(x, (float, int)) or not hasattr(x, "shape"):
+            return g[()] if type(g) is np.ndarray else float(g)   # a CuPy 0-d: to the host
+        return g
     return g
 
 
@@ -53,9 +55,12 @@ def winner_share(g, x, y):
     """The share of `g` that x gets in maximum(x, y): all where x > y, half at ties.
 
     Ties are rare, so the common case costs what a hand-written relu adjoint does:
-    one comparison and one product."""
+    one comparison and one product. On CuPy the ties are always added: asking whether
+    there are any would wait for the GPU."""
     share = g * (x > y)
     tie = x == y
+    if type(tie) is not np.ndarray and hasattr(tie, "shape"):
+        return share + 0.5 * g * tie
     if tie is True or (tie is not False and tie.any()):
         share = share + np.where(tie, 0.5 * g, 0)
     return share
@@ -130,11 +135,38 @@ def unindex(g, x, index):
     return out
 
 
+def array_module(x):
+    """The module that owns array `x`: CuPy for a CuPy array, else NumPy. Helpers call
+    it only once `type(x) is np.ndarray` has failed, so the NumPy path pays no call."""
+    if type(x).__module__.startswith("cupy"):
+        import cupy
+        return cupy
+    return np
+
+
+def _device_index(index, xp):
+    """`index` with its host arrays and lists on the device (CuPy's scatter-add takes
+    no NumPy index arrays)."""
+    if isinstance(index, tuple):
+        return tuple(_device_index(p, xp) for p in index)
+    return xp.asarray(index) if isinstance(index, (np.ndarray, list)) else index
+
+
+def _eye(n, like):
+    """The n x n identity with the dtype and on the device of `like`."""
+    xp = np if type(like) is np.ndarray else array_module(like)
+    return xp.eye(n, dtype=like.dtype)
+
+
 def scatter_add(out, index, g):
-    """`np.add.at(out, index, g)`. A gather of whole rows by one integer array (an
+    """`np.add.at(out, index, g)` (on CuPy, cupyx.scatter_add, its equivalent). A gather of whole rows by one integer array (an
     embedding lookup) sums the repeated rows by sorting and `np.add.reduceat` instead:
     about 9x faster than np.add.at for a 1600-token batch of 64-wide rows."""
-    if not (type(out) is np.ndarray and out.ndim > 1 and isinstance(index, np.ndarray)
+    if type(out) is not np.ndarray and array_module(out) is not np:
+        import cupyx
+        cupyx.scatter_add(out, _device_index(index, array_module(out)), g)
+        return
+    if not (out.ndim > 1 and isinstance(index, np.ndarray)
             and index.dtype.kind in "iu" and index.size
             and index.size * out.size >= 4096 * out.shape[0]):
         np.add.at(out, index, g)
@@ -184,7 +216,7 @@ def unreduce(g, x, axis=None, keepdims=False):
     Returns a fresh array with the dtype of `x` (a Python float for a float `x`)."""
     shape = np.shape(x)
     if not shape and not hasattr(x, "dtype"):
-        return g
+        return g if type(g) in (float, np.ndarray) or not hasattr(g, "shape") else float(g)
     if axis is not None and not keepdims:
         axes = (axis,) if isinstance(axis, int) else tuple(axis)
         axes = sorted(a % len(shape) for a in axes)
@@ -242,9 +274,9 @@ def dot_left(g, a, b):
     if np.ndim(a) == 0 or np.ndim(b) == 0:
         return unbroadcast(g * b, a)
     if a.ndim > 2 or b.ndim > 2:
-        return unbroadcast(np.tensordot(g, b, axes=(list(range(a.ndim - 1, g.ndim)),
-                                                    [i for i in range(b.ndim) if i != b.ndim - 2])),
-                           a)
+        return unbroadcast(np.tensordot(g, b, axes=(tuple(range(a.ndim - 1, g.ndim)),
+                                                    tuple(i for i in range(b.ndim)
+                                                          if i != b.ndim - 2))), a)
     return matmul_left(g, a, b)
 
 
@@ -253,7 +285,7 @@ def dot_right(g, a, b):
     if np.ndim(a) == 0 or np.ndim(b) == 0:
         return unbroadcast(g * a, b)
     if a.ndim > 2 or b.ndim > 2:
-        moved = np.tensordot(a, g, axes=(list(range(a.ndim - 1)), list(range(a.ndim - 1))))
+        moved = np.tensordot(a, g, axes=(tuple(range(a.ndim - 1)), tuple(range(a.ndim - 1))))
         return unbroadcast(np.moveaxis(moved, 0, -2) if b.ndim > 1 else moved, b)
     return matmul_right(g, a, b)
 
@@ -288,7 +320,7 @@ def unconcatenate(g, parts, axis=0):
 
 def clip_mask(x, low, high):
     """Where `np.clip` passes its input through (the derivative is 1 there)."""
-    inside = np.ones(np.shape(x), dtype=bool)
+    inside = np.ones_like(x, dtype=bool)             # on x's device
     if low is not None:
         inside = inside & (x >= low)
     if high is not None:
@@ -355,7 +387,8 @@ def _float_like(g, x):
     """`g` as an array with the floating dtype of `x` (adjoints keep their primal's dtype)."""
     dtype = getattr(x, "dtype", None)
     if not hasattr(g, "dtype"):
-        g = np.asarray(g, dtype=dtype if dtype is not None and dtype.kind in "fc" else None)
+        xp = np if type(x) is np.ndarray or not hasattr(x, "shape") else array_module(x)
+        g = xp.asarray(g, dtype=dtype if dtype is not None and dtype.kind in "fc" else None)
     elif dtype is not None and dtype.kind in "fc" and g.dtype != dtype:
         g = g.astype(dtype)
     return g
@@ -451,7 +484,7 @@ def window_sum(mask, axes, dtype):
 
 def average_adjoint(g, y, a, weights, axis=None, keepdims=False):
     """Adjoints (a_bar, weights_bar) of `np.average(a, axis, weights)`."""
-    w = weights
+    w = weights if hasattr(weights, "ndim") else np.asarray(weights)     # a list of weights
     if w.ndim != a.ndim and w.ndim == 1 and axis is not None:
         shape = [1] * a.ndim
         shape[int(axis) % a.ndim] = w.shape[0]
@@ -475,9 +508,9 @@ def untake(g, x, indices, axis=None, mode="raise"):
     elif n:
         indices = indices % n
     if axis is None:
-        np.add.at(out.reshape(-1), indices, g)
+        scatter_add(out.reshape(-1), indices, g)
     else:
-        np.add.at(out, (slice(None),) * (int(axis) % out.ndim) + (indices,), g)
+        scatter_add(out, (slice(None),) * (int(axis) % out.ndim) + (indices,), g)
     return out
 
 
@@ -486,7 +519,7 @@ def untake_along_axis(g, x, indices, axis):
     g = _arr(g)
     out = _zeros_array(x)
     if axis is None:
-        np.add.at(out.reshape(-1), indices, g)
+        scatter_add(out.reshape(-1), indices, g)
         return out
     axis = int(axis) % out.ndim
     index = []
@@ -497,7 +530,7 @@ def untake_along_axis(g, x, indices, axis):
             shape = [1] * out.ndim
             shape[d] = out.shape[d]
             index.append(np.arange(out.shape[d]).reshape(shape))
-    np.add.at(out, tuple(index), g)
+    scatter_add(out, tuple(index), g)
     return out
 
 
@@ -621,7 +654,7 @@ def unpad(g, x, pad_width, mode="constant"):
     ids = np.arange(int(np.prod(shape))).reshape(shape)
     owners = np.pad(ids, [(int(b), int(a)) for b, a in widths], mode=mode)
     out = _zeros_array(x).reshape(-1)
-    np.add.at(out, owners.reshape(-1), g.reshape(-1))
+    scatter_add(out, owners.reshape(-1), g.reshape(-1))
     return out.reshape(shape)
 
 
@@ -718,11 +751,11 @@ def tensordot_adjoint(g, a, b, axes=2, which=0):
     na = len(a_free)
     if which == 0:
         # g: a_free + b_free; contract g's b_free dims with b's free dims
-        r = np.tensordot(g, b, axes=(list(range(na, g.ndim)), b_free))
+        r = np.tensordot(g, b, axes=(tuple(range(na, g.ndim)), tuple(b_free)))
         # r: a_free, then b's contracted axes in increasing order, each paired with an a axis
         order = a_free + [a_axes[b_axes.index(j)] for j in sorted(b_axes)]
     else:
-        r = np.tensordot(a, g, axes=(a_free, list(range(na))))
+        r = np.tensordot(a, g, axes=(tuple(a_free), tuple(range(na))))
         # r: a's contracted axes in increasing order (paired with b axes), then b_free
         order = [b_axes[a_axes.index(i)] for i in sorted(a_axes)] + b_free
     inverse = [0] * len(order)
@@ -738,9 +771,9 @@ def inner_adjoint(g, a, b, which=0):
         other = b if which == 0 else a
         return unbroadcast(g * other, a if which == 0 else b)
     if which == 0:
-        return np.tensordot(g, b, axes=(list(range(a.ndim - 1, g.ndim)),
-                                        list(range(b.ndim - 1))))
-    return np.tensordot(g, a, axes=(list(range(a.ndim - 1)), list(range(a.ndim - 1))))
+        return np.tensordot(g, b, axes=(tuple(range(a.ndim - 1, g.ndim)),
+                                        tuple(range(b.ndim - 1))))
+    return np.tensordot(g, a, axes=(tuple(range(a.ndim - 1)), tuple(range(a.ndim - 1))))
 
 
 def kron_adjoint(g, a, b, which=0):
@@ -757,9 +790,9 @@ def kron_adjoint(g, a, b, which=0):
     a_idx = list(range(0, 2 * d, 2))
     b_idx = list(range(1, 2 * d, 2))
     if which == 0:
-        r = np.tensordot(g4, np.reshape(b, fb), axes=(b_idx, list(range(d))))
+        r = np.tensordot(g4, np.reshape(b, fb), axes=(tuple(b_idx), tuple(range(d))))
         return r.reshape(sa)
-    r = np.tensordot(g4, np.reshape(a, fa), axes=(a_idx, list(range(d))))
+    r = np.tensordot(g4, np.reshape(a, fa), axes=(tuple(a_idx), tuple(range(d))))
     return r.reshape(sb)
 
 
@@ -839,7 +872,7 @@ def einsum_adjoint(g, subscripts, operands, which):
             else:
                 seen.add(c)
                 renamed += c
-        eyes = [np.eye(sizes[d[0]], dtype=r.dtype) for d in deltas]
+        eyes = [_eye(sizes[d[0]], r) for d in deltas]
         r = np.einsum(",".join([unique] + deltas) + "->" + renamed, r, *eyes)
     if r.shape != np.shape(x):
         axes = tuple(i for i, (m, n) in enumerate(zip(np.shape(x), r.shape)) if m == 1 and n != 1)
@@ -897,7 +930,7 @@ def slogdet_adjoint(g, a):
 def _tril_convention(sym, lower=True):
     """A symmetric adjoint written onto the triangle NumPy reads (lower or upper)."""
     n = sym.shape[-1]
-    eye = np.eye(n, dtype=sym.dtype)
+    eye = _eye(n, sym)
     tri = np.tril(sym) if lower else np.triu(sym)
     return 2 * tri - sym * eye
 
@@ -914,7 +947,7 @@ def cholesky_adjoint(g, L, upper=False):
         L = _mT(L)
         g = _mT(g)
     n = L.shape[-1]
-    eye = np.eye(n, dtype=L.dtype)
+    eye = _eye(n, L)
     phi = np.tril(_mT(L) @ g)
     phi = phi - 0.5 * phi * eye
     # S = L^{-T} phi L^{-1}
@@ -934,7 +967,7 @@ def eigh_adjoint(g, w, v, uplo="L"):
     """
     w_bar, v_bar = g
     n = w.shape[-1]
-    eye = np.eye(n, dtype=w.dtype)
+    eye = _eye(n, w)
     diff = w[..., None, :] - w[..., :, None]
     distinct = diff != 0
     f = np.where(distinct, 1 / np.where(distinct, diff, 1), 0)
@@ -1010,9 +1043,8 @@ def linspace_adjoint(g, start, stop, num=50, endpoint=True, axis=0, which=0):
     """The adjoint of `start` (which=0) or `stop` (which=1) in `np.linspace`."""
     g = _arr(g)
     div = (num - 1) if endpoint else num
-    t = np.arange(num) / div if div > 0 else np.zeros(num)
-    if num == 1:
-        t = np.zeros(1)
+    xp = np if type(g) is np.ndarray else array_module(g)
+    t = xp.arange(num) / div if div > 0 and num != 1 else xp.zeros(num)
     shape = [1] * g.ndim
     axis = int(axis) % g.ndim if g.ndim else 0
     if g.ndim:
@@ -1053,8 +1085,11 @@ def unpermute(g, x, y, axis=-1):
         return unpermute(g, flat, y, 0).reshape(x.shape)
     order_x = x.argsort(axis=axis, kind="stable")
     order_y = y.argsort(axis=axis, kind="stable")
-    source = np.empty_like(order_x)
-    np.put_along_axis(source, order_y, order_x, axis=axis)
+    if type(order_x) is np.ndarray:
+        source = np.empty_like(order_x)
+        np.put_along_axis(source, order_y, order_x, axis=axis)
+    else:
+        source = np.take_along_axis(order_x, order_y.argsort(axis=axis), axis=axis)
     return untake_along_axis(g, x, source, axis)
 
 
@@ -1115,7 +1150,7 @@ def quantile_adjoint(g, x, q, axis=None, keepdims=False, method="linear"):
     flat = moved.reshape(lead + (-1,))
     n = flat.shape[-1]
     order = flat.argsort(axis=-1, kind="stable")
-    qs = np.asarray(q, dtype=float).reshape(-1)
+    qs = np.asarray(q if array_module(q) is np else q.get(), dtype=float).reshape(-1)
     g = _float_like(g, x)
     # g: q.shape + reduced shape (keepdims: ones at the reduced axes)
     gq = g.reshape((qs.size,) + lead) if not keepdims else \
@@ -1129,8 +1164,11 @@ def quantile_adjoint(g, x, q, axis=None, keepdims=False, method="linear"):
         s_bar[..., lo] += gq[k] * (1 - frac)
         if frac:
             s_bar[..., hi] += gq[k] * frac
-    out = flat * 0
-    np.put_along_axis(out, order, s_bar, axis=-1)
+    if type(flat) is np.ndarray:
+        out = flat * 0
+        np.put_along_axis(out, order, s_bar, axis=-1)
+    else:
+        out = np.take_along_axis(s_bar, order.argsort(axis=-1), axis=-1)
     inverse = [0] * len(perm)
     for i, p in enumerate(perm):
         inverse[p] = i
@@ -1171,8 +1209,8 @@ def pinv_adjoint(g, y, a):
     g = _arr(g)
     yt = _mT(y)
     m, n = a.shape[-2], a.shape[-1]
-    eye_m = np.eye(m, dtype=y.dtype)
-    eye_n = np.eye(n, dtype=y.dtype)
+    eye_m = _eye(m, y)
+    eye_n = _eye(n, y)
     gt = _mT(g)
     return (-(yt @ g @ yt) + (eye_m - a @ y) @ gt @ y @ yt
             + yt @ y @ gt @ (eye_n - y @ a))
@@ -1194,7 +1232,7 @@ def svd_adjoint(g, usv, a, full_matrices=True, compute_uv=True):
         vh, vh_bar = vh[..., :k, :], vh_bar[..., :k, :]
     v, v_bar = _mT(vh), _mT(vh_bar)
     ut, vt = _mT(u), vh
-    eye_k = np.eye(k, dtype=s.dtype)
+    eye_k = _eye(k, s)
     s2 = s[..., None, :] ** 2 - s[..., :, None] ** 2          # s_j^2 - s_i^2
     f = (1 - eye_k) / (s2 + eye_k)
     smat = s[..., None, :] * eye_k
@@ -1230,7 +1268,7 @@ def matrix_power_adjoint(g, a, n):
         b_bar = matrix_power_adjoint(g, b, -n)
         return inv_adjoint(b_bar, b)
     at = _mT(a)
-    powers = [np.broadcast_to(np.eye(a.shape[-1], dtype=a.dtype), a.shape)]
+    powers = [np.broadcast_to(_eye(a.shape[-1], a), a.shape)]
     for _ in range(n - 1):
         powers.append(powers[-1] @ at)
     out = g * 0
@@ -1249,7 +1287,7 @@ def convolve_adjoint(g, a, v, mode="full", which=0, correlate=False):
     n, m = a.shape[0], v.shape[0]
     full = n + m - 1
     offset = {"full": 0, "same": (min(n, m) - 1) // 2, "valid": min(n, m) - 1}[mode]
-    g_full = np.zeros(full, dtype=g.dtype)
+    g_full = np.zeros_like(g, shape=(full,))          # on g's device
     g_full[offset:offset + g.shape[0]] = g
     if which == 0:
         return np.correlate(g_full, v, mode="valid")
@@ -1281,8 +1319,8 @@ def interp_adjoint(g, x, xp, fp, which):
         return unbroadcast(g * slope * inside, x)
     t = np.where(inside, (x - x0) / (x1 - x0), 0)
     out = fp * 0
-    np.add.at(out, idx, g * (1 - t) * inside)
-    np.add.at(out, idx + 1, g * t * inside)
+    scatter_add(out, idx, g * (1 - t) * inside)
+    scatter_add(out, idx + 1, g * t * inside)
     out[0] += np.sum(g * (x < xp[0]))
     out[-1] += np.sum(g * (x > xp[-1]))
     return out
@@ -1377,8 +1415,12 @@ def last_write_mask(x, index):
     repeated integer index NumPy keeps the last one). Basic indices never repeat."""
     if _is_basic(index):
         return True
-    marker = np.full(np.shape(x), -1, dtype=np.int64)
-    count = np.size(marker[index])
-    order = np.arange(count).reshape(np.shape(marker[index]))
-    marker[index] = order
+    xp = np if type(x) is np.ndarray else array_module(x)
+    marker = xp.full(np.shape(x), -1, dtype=np.int64)
+    order = xp.arange(marker[index].size).reshape(marker[index].shape)
+    if xp is np:
+        marker[index] = order
+    else:                              # CuPy leaves the winner of repeated writes open
+        import cupyx
+        cupyx.scatter_max(marker, _device_index(index, xp), order)
     return marker[index] == order

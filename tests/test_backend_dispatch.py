@@ -130,11 +130,24 @@ def test_a_group_ending_in_a_sum_is_a_reduction(numpy_as_device):
     assert "ReductionKernel" in ds.source(df, kernels=True)
 
 
+def _sum_of_products(x, y):
+    return y * np.sum(np.exp(x) * (x - 1.0))
+
+
+def _reduction_groups():
+    """The IR and groups of a gradient with a group that ends in a sum."""
+    df = ds.grad(_sum_of_products, wrt=1, backend=Backend("cupy", fuse=False))
+    fn = df.compiled_for((np.linspace(0, 1, 5), 2.0)).ir
+    return fn, find_groups(fn, [fn.body, fn.pullback])
+
+
 def _all_kernels():
-    """(label, KernelText) for every group of the workloads, in float32 and float64."""
+    """(label, KernelText) for every group of the workloads and of a reduction, in float32
+    and float64."""
     out = []
-    for module in WORKLOADS:
-        fn, groups = _groups(module)
+    for module in WORKLOADS + ["reduction"]:
+        fn, groups = _reduction_groups() if module == "reduction" else _groups(module)
+        name = getattr(module, "__name__", module)
         constant = {op.result.id: op.attrs["value"] for block in (fn.body, fn.pullback)
                     for op in walk_ops(block) if op.opname == "const"}
         for n, group in enumerate(groups):
@@ -148,7 +161,7 @@ def _all_kernels():
                     text = kernel_source(group, names, kinds, consts)
                 except Unsupported:
                     continue
-                out.append((f"{module.__name__}-{n}-{dtype}", text))
+                out.append((f"{name}-{n}-{dtype}", text))
     return out
 
 
@@ -159,6 +172,7 @@ needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not i
 def test_every_kernel_compiles_with_nvcc(numpy_as_device, tmp_path):
     kernels = _all_kernels()
     assert len(kernels) >= 10
+    assert any(text.reduction_type for _, text in kernels), "no ReductionKernel compiled"
     unit = "\n".join(text.cuda() for _, text in _unique(kernels))
     path = tmp_path / "kernels.cu"
     path.write_text(unit)
@@ -176,3 +190,50 @@ def _unique(kernels):
             seen.add(text.cuda())
             out.append((label, text))
     return out
+
+
+def test_cupy_namespace_translates_numpy_api():
+    """The CuPy backend's `np` (backends/cupy_numpy.py), built over NumPy here, gives
+    NumPy's results for the calls CuPy spells differently."""
+    from diffsrc.backends.cupy_numpy import BackendUnsupportedError, namespace
+    ns = namespace(np)
+    x = np.arange(1.0, 7.0).reshape(2, 3)
+    mask = np.array([[True, False, True], [False, True, True]])
+    assert ns.sum(x, axis=1, where=mask).tolist() == np.sum(x, axis=1, where=mask).tolist()
+    np.testing.assert_allclose(ns.mean(x, axis=0, where=mask), np.mean(x, axis=0, where=mask))
+    assert ns.max(x, axis=1, where=mask, initial=-10.0).tolist() == \
+        np.max(x, axis=1, where=mask, initial=-10.0).tolist()
+    assert ns.min(x, initial=0.5) == 0.5 and ns.prod(x, where=mask) == np.prod(x, where=mask)
+    assert ns.take(x, [5, 9], mode="clip").tolist() == [6.0, 6.0]
+    assert ns.take(x, [-1, 7], mode="wrap").tolist() == np.take(x, [-1, 7], mode="wrap").tolist()
+    np.testing.assert_allclose(ns.linalg.vector_norm(x, axis=(0, 1), keepdims=True),
+                               np.linalg.vector_norm(x, axis=(0, 1), keepdims=True))
+    np.testing.assert_allclose(ns.linalg.matrix_norm(x, ord="nuc"),
+                               np.linalg.matrix_norm(x, ord="nuc"))
+    np.testing.assert_allclose(ns.linalg.svdvals(x), np.linalg.svdvals(x))
+    assert ns.linalg.trace(np.eye(3), offset=0) == 3.0
+    assert ns.vecdot(x, x).tolist() == np.vecdot(x, x).tolist()
+    assert ns.dot(x, 2.0).tolist() == (2 * x).tolist()
+    assert ns.asarray([x[0, 0], 2.0]).tolist() == [1.0, 2.0]
+    assert ns.tensordot(np.float64(2.0), x, axes=([], [])).tolist() == (2 * x).tolist()
+    assert ns.linalg.qr(np.eye(2) + 1).Q.shape == (2, 2)
+    with pytest.raises(BackendUnsupportedError, match=r"np\.no_such_function has no CuPy"):
+        ns.no_such_function
+    assert not hasattr(ns.linalg, "no_such_function")
+
+
+def test_gpu_without_cupy_is_a_clear_error(monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_cupy(name, *args, **kwargs):
+        if name == "cupy":
+            raise ImportError("No module named 'cupy'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_cupy)
+    from diffsrc.errors import DiffsrcError
+    from diffsrc.tree import to_device
+    with pytest.raises(DiffsrcError, match="needs CuPy and a CUDA GPU"):
+        to_device({"W": np.ones(2)}, "gpu")
+

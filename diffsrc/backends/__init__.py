@@ -35,19 +35,26 @@ class Backend:
     def module(self):
         if self.name == "numpy":
             return np
-        import cupy
+        try:
+            import cupy
+        except ImportError as exc:
+            raise DiffsrcError(f"the cupy backend (device 'gpu') needs CuPy and a CUDA GPU, "
+                               f"and CuPy cannot be imported here: {exc}") from None
         return cupy
 
     def bind(self, namespace):
-        """Point the generated code's `np` at this backend's module; captured NumPy
-        float arrays move to the device once, here, not on every call (integer ones
-        are axes or indices, which CuPy takes from the host)."""
+        """Point the generated code's `np` at this backend's module (on CuPy, CuPy with
+        NumPy's API where the two differ: backends/cupy_numpy.py); captured NumPy
+        float and bool arrays (weights, masks) move to the device once, here, not on
+        every call: CuPy refuses host operands. Integer ones stay: they are axes and
+        indices, which CuPy takes from the host."""
         if self.name == "numpy":
             return namespace
+        from .cupy_numpy import namespace as cupy_namespace
         xp = self.module()
-        namespace["np"] = xp
+        namespace["np"] = cupy_namespace(xp)
         for name, value in list(namespace.items()):
-            if type(value) is np.ndarray and value.dtype.kind in "fc":   # not axes/indices
+            if type(value) is np.ndarray and value.dtype.kind in "bfc":
                 namespace[name] = xp.asarray(value)
         return namespace
 
