@@ -21,11 +21,13 @@ import warnings
 import numpy as np
 
 from ..frontend.trees import leaves_of
+from ..ir.nodes import walk_ops
 from ..rules import registry
 from ..rules.registry import Method
 from ..rules.structures import list_append, make_tuple
 from .. import runtime
 
+UNROLLED_TRIPS = 16      # shorter range loops are followed trip by trip
 SAFE_FAMILIES = {"elementwise", "reductions", "shape", "linalg", "creation"}
 ARITHMETIC = {operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv,
               operator.mod, operator.pow, operator.neg, operator.pos, operator.matmul,
@@ -60,6 +62,8 @@ class Info:
     def standin(self):
         """An object that behaves like the value as far as shapes and dtypes go."""
         if self.kind == "array":
+            if self.value is not None:             # a constant array: its own values
+                return self.value.array
             return np.broadcast_to(np.zeros((), self.dtype), self.shape)
         if self.kind == "scalar":
             return self.dtype.type(0)
@@ -134,10 +138,10 @@ class ShapeInference:
     def call(self, op):
         fn = op.attrs["fn"]
         infos = [self.get(a) for a in op.args]
+        if fn in SAME_AS:                  # whatever the index or the update holds
+            return [infos[SAME_AS[fn]]]
         if any(i is None for i in infos):
             return [None] * len(op.results)
-        if fn in SAME_AS:
-            return [infos[SAME_AS[fn]]]
         if fn is make_tuple and not all(i.kind == "exact" for i in infos):
             return [Info("tuple", value=tuple(infos))]
         if any(i.kind == "list" for i in infos):
@@ -166,8 +170,10 @@ class ShapeInference:
             value = op.attrs["value"]
             if type(value) is list and not value:      # a list to be filled in a loop
                 self.set(op.result, Info("list", value=(None, 0)))
+            elif isinstance(value, np.ndarray):   # permutations, indices: values matter
+                self.set(op.result, Info("array", value.shape, value.dtype, _Constant(value)))
             else:
-                self.set(op.result, describe(value, exact=not isinstance(value, np.ndarray)))
+                self.set(op.result, describe(value, exact=True))
         elif name == "call":
             for r, info in zip(op.results, self.call(op)):
                 self.set(r, info)
@@ -198,6 +204,9 @@ class ShapeInference:
         else:
             inits, first = op.args, []
         carried = [self.get(a) for a in inits]
+        trips = self.trip_values(op)
+        if trips is not None and len(trips) <= UNROLLED_TRIPS:
+            return self.each_trip(op, body, trips, carried)
         growth = self.list_growth(op, body, first, carried)
         carried = [_list_of(c, None) if k in growth else c for k, c in enumerate(carried)]
         for _ in range(4):               # shapes that change from one iteration to the next
@@ -217,16 +226,41 @@ class ShapeInference:
         for r, info in zip(op.results, carried):
             self.set(r, info)
 
+    def trip_values(self, op):
+        """The loop counter's values, when a range loop's bounds are constants."""
+        if op.opname != "for" or op.attrs.get("over") != "range":
+            return None
+        bounds = [self.get(a) for a in op.args[:3]]
+        if not all(b is not None and b.kind == "exact" for b in bounds):
+            return None
+        return range(*(b.value for b in bounds))
+
+    def each_trip(self, op, body, trips, carried):
+        """A short loop followed trip by trip, its counter a constant each time: slices
+        like x[:, i:i + h] then have known shapes. What holds on every trip is kept."""
+        seen = {}
+        for counter in trips:
+            carried = self.region(body, [Info("exact", value=counter)] + carried)
+            for inner in walk_ops(body):
+                for r in inner.results:
+                    seen.setdefault(r.id, []).append(self.get(r))
+        for value_id, infos in seen.items():
+            merged = _merge(*infos)
+            if merged is None:
+                self.info.pop(value_id, None)
+            else:
+                self.info[value_id] = merged
+        for r, info in zip(op.results, carried):
+            self.set(r, info)
+
     def list_growth(self, op, body, first, carried):
         """Lists the loop body lengthens by a fixed count per trip, when the trip count
         is known (`for t in range(50): hs = hs + [h]`): {position: (start, per trip)}."""
         growth = _Growth()
-        if op.opname != "for" or op.attrs.get("over") != "range":
+        trips = self.trip_values(op)
+        if trips is None:
             return growth
-        bounds = [self.get(a) for a in op.args[:3]]
-        if not all(b is not None and b.kind == "exact" for b in bounds):
-            return growth
-        growth.trips = len(range(*(b.value for b in bounds)))
+        growth.trips = len(trips)
         lists = [k for k, c in enumerate(carried) if c is not None and c.kind == "list" and
                  c.value[1] is not None]
         if not lists:
@@ -304,6 +338,12 @@ def _merge(*infos):
             return Info("list", value=(next(iter(items), None),
                                        lengths.pop() if len(lengths) == 1 else None))
     return None
+
+
+class _Constant:
+    """A constant array inside an Info, compared by identity."""
+    def __init__(self, array):
+        self.array = array
 
 
 class _Growth(dict):
