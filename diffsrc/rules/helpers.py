@@ -69,3 +69,8 @@ assert lookup(runtime.unbroadcast).meta.get("lower") is not None
 # Tangent rules of these helpers (forward over reverse): linear in the adjoint they move;
 # which argument wins is piecewise constant.
 linear(runtime.winner_share, runtime.sum_leading)
+
+# Helpers that helpers differentiated from their source (registry.SOURCE) call: the
+# device-placed identity is a constant, the dtype cast is linear.
+register(runtime._eye, nondiff=True)
+linear(runtime._float_like)
