@@ -4,7 +4,8 @@ Works through structured regions: unused branch results, loop-carried values
 nobody reads, and tape entries the pullback never pops into a live value all
 go (a tape push keeps a value alive only if its pop does).
 """
-from ..ir.nodes import walk_ops
+from ..ir import Builder
+from ..ir.nodes import substitute, walk_ops
 from ..rules import registry
 
 ALWAYS_LIVE = ("push", "pop", "return", "stack", "unpack")  # unpack: the pullback packs its leaves
@@ -34,6 +35,7 @@ def _carried(op):
 
 
 def eliminate_dead_code(fn):
+    _untape_constants(fn)
     while True:
         live, live_ops = _mark(fn)
         changed = _sweep(fn, live, live_ops)
@@ -121,6 +123,27 @@ def _mark(fn):
             if cond_params:
                 need(cond_params[k])
     return live, live_ops
+
+
+def _untape_constants(fn):
+    """A constant pushed on a loop tape (an index like `[:, :256]` written in the loop body)
+    is the same on every trip: the pullback writes it again instead of popping it."""
+    defs = {r.id: op for block in _blocks(fn) for op in walk_ops(block) for r in op.results}
+    for block in _blocks(fn):
+        for inner in [block] + [r for op in walk_ops(block) for r in op.regions]:
+            for pop in [op for op in inner.ops if op.opname == "pop"]:
+                pushes = _pushes(fn, pop.args[0])
+                for k, popped in enumerate(pop.results):
+                    values = [defs.get(push.args[1 + k].id) for push in pushes]
+                    if not pushes or not all(d is not None and d.opname == "const" and
+                                             d.attrs["value"] is values[0].attrs["value"]
+                                             for d in values):
+                        continue
+                    const = Builder(inner, pop.loc).op("const", attrs=dict(values[0].attrs),
+                                                       hints=[popped.hint])
+                    inner.ops.insert(inner.ops.index(pop), inner.ops.pop())
+                    for block_ in _blocks(fn):
+                        substitute(block_, {popped: const.result})
 
 
 def _contains_effect(op):

@@ -31,7 +31,7 @@ MULTIPLY = {operator.mul, np.multiply}
 DIVIDE = {operator.truediv, np.divide, np.true_divide}
 NEGATE = {operator.neg, np.negative}
 TRANSPOSE = Method("T", attribute=True)
-LITERALS = (int, float, bool, type(None))
+LITERALS = (int, float, bool, type(None), slice)
 
 
 def _literal(value):
