@@ -92,9 +92,9 @@ def transform(fn, args, wrt, mode, optimize=True, trace=None, order="forward mod
         forward(ir_function, wrt, order)
         verify(ir_function)
     backend = backend or backends.NUMPY
-    if optimize:      # fused kernels take the place of the in-place pass: final=False
+    if optimize:      # fused code: no in-place updates of ops that join a fusion group
         run_passes(ir_function, trace, args=args if specialize else None,
-                   inplace=not backend.fused)
+                   inplace="fused" if backend.fused else True)
     elif mode in ("grad", "pullback", "jvp"):
         eliminate_dead_code(ir_function)
     fusion = None

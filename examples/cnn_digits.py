@@ -28,6 +28,8 @@ import time
 import numpy as np
 
 import diffsrc as ds
+from diffsrc.backends import require_device
+from diffsrc.tree import to_device
 from diffsrc import nn, optim
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
@@ -52,7 +54,7 @@ def conv2d(x, W, b):
     o, _, kh, kw = W.shape
     ho = h - kh + 1
     wo = w - kw + 1
-    out = np.zeros((n, o, ho * wo))
+    out = np.zeros_like(x, shape=(n, o, ho * wo))     # on x's device (NumPy or CuPy)
     for i in range(kh):
         for j in range(kw):
             window = np.reshape(x[:, :, i:i + ho, j:j + wo], (n, c, ho * wo))
@@ -209,10 +211,12 @@ def class_visualisation(params, c, steps, lr=0.05, lam=1.0):
 
 # ----------------------------------------------------------------- training
 
-def train(data, epochs, seed, progress):
-    X_train, X_test, y_train, y_test = data
+def train(data, epochs, seed, progress, device="cpu"):
+    """Adam on minibatches, on `device` ("gpu": parameters and data as CuPy arrays);
+    the trained parameters come back to the host."""
+    X_train, X_test, y_train, y_test = to_device(data, device)
     rng = np.random.default_rng(seed)
-    params = init_cnn(rng)
+    params = to_device(init_cnn(rng), device)
     steps = epochs * -(-len(X_train) // 32)
     opt = optim.adam(lr=optim.cosine_decay(2e-3, steps))     # Adam, cosine learning-rate decay
     state = opt.init(params)
@@ -222,6 +226,7 @@ def train(data, epochs, seed, progress):
     for _ in range(epochs):
         total = 0.0
         for idx in optim.iterate_minibatches(rng, len(X_train), 32):
+            idx = to_device(idx, device)
             value, grads = loss_and_grad(params, X_train[idx], y_train[idx])
             params, state = opt.update(params, grads, state)
             total += float(value) * len(idx)
@@ -230,7 +235,7 @@ def train(data, epochs, seed, progress):
             bar.update(loss=curve[-1], test_acc=optim.accuracy(cnn(params, X_test), y_test))
     if bar is not None:
         bar.close()
-    return params, curve
+    return to_device(params, "cpu"), curve
 
 
 # ---------------------------------------------------------------------- plots
@@ -291,7 +296,14 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=OUT, help="folder for the plots (default examples/out)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="where the network trains and FGSM runs (maps and class images "
+                             "are made on the host): the CPU (NumPy) or the GPU (CuPy)")
     args = parser.parse_args(argv)
+    try:
+        require_device(args.device)
+    except ds.DiffsrcError as exc:
+        parser.error(str(exc))
     epochs = args.epochs or 30          # about 6 s: the smoke run keeps the full training
     suffix = "_smoke" if args.smoke else ""
 
@@ -299,9 +311,9 @@ def main(argv=None):
     X_train, X_test, y_train, y_test = data
     print(f"8x8 digits: {len(X_train)} training, {len(X_test)} test images; "
           f"conv3x3(16) ReLU conv3x3(32) ReLU maxpool2 dense(64) ReLU dense(10); "
-          f"Adam with cosine decay, {epochs} epochs")
+          f"Adam with cosine decay, {epochs} epochs, on the {args.device}")
     t0 = time.perf_counter()
-    params, curve = train(data, epochs, args.seed, progress=not args.smoke)
+    params, curve = train(data, epochs, args.seed, progress=not args.smoke, device=args.device)
     acc = optim.accuracy(cnn(params, X_test), y_test)
     print(f"test accuracy: {acc:.4f}  (final training loss {curve[-1]:.4f}, "
           f"{time.perf_counter() - t0:.1f} s)")
@@ -344,7 +356,7 @@ def main(argv=None):
     # -- FGSM
     epsilons = [0.0, 0.05, 0.1, 0.2, 0.3] if args.smoke else [0.0, 0.02, 0.05, 0.1, 0.15, 0.2,
                                                               0.3, 0.4]
-    accs = fgsm_curve(params, X_test, y_test, epsilons)
+    accs = fgsm_curve(*to_device((params, X_test, y_test), args.device), epsilons)
     print("FGSM test accuracy vs epsilon: " + ", ".join(
         f"eps={e:g}: {a:.4f}" for e, a in zip(epsilons, accs)))
     print(f"FGSM accuracy drop at eps=0.1: {accs[0] - accs[epsilons.index(0.1)]:.4f}")

@@ -19,6 +19,8 @@ import argparse
 import numpy as np
 
 import diffsrc as ds
+from diffsrc.backends import require_device
+from diffsrc.tree import to_device
 from diffsrc import nn, optim
 
 CLASSES = ("CAT", "CAR", "FROG")
@@ -104,7 +106,7 @@ def batch_softmax(params, X, y, lam):
             + nn.l2_penalty({"W": params["W"]}, lam))
 
 
-def train_digits(loss_fn, epochs, seed=0):
+def train_digits(loss_fn, epochs, seed=0, device="cpu"):
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
     digits = load_digits()
@@ -113,11 +115,14 @@ def train_digits(loss_fn, epochs, seed=0):
         X, digits.target, test_size=0.25, random_state=0, stratify=digits.target)
     rng = np.random.default_rng(seed)
     params = {"W": 0.01 * rng.standard_normal((64, 10)), "b": np.zeros(10)}
+    params, X_train, y_train, X_test, y_test = to_device(
+        (params, X_train, y_train, X_test, y_test), device)    # "gpu": CuPy arrays
     opt = optim.sgd(lr=0.1)
     state = opt.init(params)
     step = ds.value_and_grad(loss_fn)
     for _ in range(epochs):
         for idx in optim.iterate_minibatches(rng, len(X_train), 32):
+            idx = to_device(idx, device)
             _, grads = step(params, X_train[idx], y_train[idx], 1e-4)
             params, state = opt.update(params, grads, state)
     return optim.accuracy(linear_scores(params, X_test), y_test)
@@ -126,7 +131,14 @@ def train_digits(loss_fn, epochs, seed=0):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="fewer training epochs")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="where the digit classifiers train: the CPU (NumPy arrays) "
+                             "or the GPU (CuPy arrays)")
     args = parser.parse_args(argv)
+    try:
+        require_device(args.device)
+    except ds.DiffsrcError as exc:
+        parser.error(str(exc))
 
     s, y = SCORES, TRUTH
     print("scores:", ", ".join(f"{c} {v}" for c, v in zip(CLASSES, s)), f"; truth {CLASSES[y]}")
@@ -170,9 +182,9 @@ def main(argv=None):
     print(f"\nlargest gradient difference from the closed forms: {worst:.1e}")
 
     epochs = 2 if args.smoke else 30
-    acc_svm = train_digits(batch_svm, epochs)
-    acc_soft = train_digits(batch_softmax, epochs)
-    print(f"\n8x8 digits, linear classifiers, {epochs} epochs of SGD: "
+    acc_svm = train_digits(batch_svm, epochs, device=args.device)
+    acc_soft = train_digits(batch_softmax, epochs, device=args.device)
+    print(f"\n8x8 digits, linear classifiers, {epochs} epochs of SGD on the {args.device}: "
           f"test accuracy SVM {acc_svm:.4f}, softmax {acc_soft:.4f}")
     return worst
 

@@ -31,6 +31,8 @@ import time
 import numpy as np
 
 import diffsrc as ds
+from diffsrc.backends import require_device
+from diffsrc.tree import to_device
 from diffsrc import nn, optim
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
@@ -91,7 +93,10 @@ def windows(x):
     return X, x[WINDOW:].copy()
 
 
-def train(params, X, y, epochs, rng, batch_size=256):
+def train(params, X, y, epochs, rng, batch_size=256, device="cpu"):
+    """Adam on minibatches, on `device` ("gpu": parameters and data as CuPy arrays);
+    the trained parameters come back to the host."""
+    params, X, y = to_device((params, X, y), device)
     opt = optim.adam(lr=1e-3)
     state = opt.init(params)
     loss_and_grad = ds.value_and_grad(loss)
@@ -99,11 +104,12 @@ def train(params, X, y, epochs, rng, batch_size=256):
     for _ in range(epochs):
         total = 0.0
         for idx in optim.iterate_minibatches(rng, len(X), batch_size):
+            idx = to_device(idx, device)
             value, grads = loss_and_grad(params, X[idx], y[idx])
             params, state = opt.update(params, grads, state)
             total += float(value) * len(idx)
         history.append(total / len(X))
-    return params, history
+    return to_device(params, "cpu"), history
 
 
 # ------------------------------------------------------------------ generation
@@ -222,7 +228,14 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--out", default=OUT, help="folder for the plots (default examples/out)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="where the network trains (generation and steering run on the "
+                             "host): the CPU (NumPy arrays) or the GPU (CuPy arrays)")
     args = parser.parse_args(argv)
+    try:
+        require_device(args.device)
+    except ds.DiffsrcError as exc:
+        parser.error(str(exc))
     # Training takes well under a second, so the smoke run keeps the article's
     # settings and only shortens the timing loops.
     epochs = args.epochs or 200
@@ -237,10 +250,10 @@ def main(argv=None):
 
     params = init_params(rng)
     t0 = time.perf_counter()
-    params, history = train(params, X, y, epochs, rng, args.batch_size)
+    params, history = train(params, X, y, epochs, rng, args.batch_size, args.device)
     print(f"training: {epochs} epochs of Adam (batch {args.batch_size}), "
           f"final MSE {history[-1]:.3e} "
-          f"({time.perf_counter() - t0:.1f} s)")
+          f"({time.perf_counter() - t0:.1f} s on the {args.device})")
 
     x_true = x[:n_gen]
     x_free = generate_free(params, x_true, n_gen)

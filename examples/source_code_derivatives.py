@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import diffsrc as ds
+from diffsrc.backends import require_device
 
 
 # ---------------------------------------------------------------- 1. F(a, b)
@@ -85,8 +86,8 @@ def objective(k1, k2):
     return distance(p_hat, P)
 
 
-def fit_points(steps=1000, lr=1e-3):
-    k1, k2 = 0.1, 0.1
+def fit_points(steps=1000, lr=1e-3, put=float):
+    k1, k2 = put(0.1), put(0.1)
     grad = ds.grad(objective, wrt=(0, 1))
     times = []
     for _ in range(steps):
@@ -109,26 +110,36 @@ def H(a, b):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="same run (it takes a second)")
-    parser.parse_args(argv)
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="where sections 1-4 run: Python floats on the CPU, or 0-d "
+                             "CuPy arrays on the GPU (the timings of section 5 use floats)")
+    args = parser.parse_args(argv)
+    try:
+        xp = require_device(args.device)
+    except ds.DiffsrcError as exc:
+        parser.error(str(exc))
+    put = float if args.device == "cpu" else xp.asarray    # a number on the device
 
     print("== 1. F(a, b) = a / (1 + b^2)")
-    value, (da, db) = ds.value_and_grad(F, wrt=(0, 1))(1.0, 2.0)
+    value, (da, db) = ds.value_and_grad(F, wrt=(0, 1))(put(1.0), put(2.0))
+    value, da, db = float(value), float(da), float(db)          # back to the host
     print(f"F(1, 2) = {value}")
     print(f"gradient (dF/da, dF/db) = ({da}, {db})   [post: (0.2, -0.16)]")
     print("\nSSA IR of F:")
     print(ds.ir(F, 1.0, 2.0))
     dF = ds.grad(F, wrt=(0, 1))
-    dF(1.0, 2.0)
+    dF(put(1.0), put(2.0))
     print("generated derivative source (value and both adjoints):")
     print(ds.source(dF))
-    from_text = ds.grad(INPUT_PROG, wrt=(0, 1))(1.0, 2.0)
+    from_text = tuple(map(float, ds.grad(INPUT_PROG, wrt=(0, 1))(put(1.0), put(2.0))))
     print(f"the same from F's source text: {from_text}")
 
     print("\n== 2. G(x) = 3x^2 + 2x + 1")
-    print(f"dG/dx at x = 5: {ds.grad(G)(5.0)}   [post: 32]")
+    print(f"dG/dx at x = 5: {float(ds.grad(G)(put(5.0)))}   [post: 32]")
 
     print("\n== 3. Point dataclass, operator overloads, distance with a norm")
-    k1, k2, times, grad = fit_points()
+    k1, k2, times, grad = fit_points(put=put)
+    k1, k2 = float(k1), float(k2)
     print(f"(K1, K2) after 1000 steps of lr 1e-3: ({float(k1)!r}, {float(k2)!r})")
     print("post (Zygote):                        (0.33427804653861276, 0.4996408206795386)")
     print("exact optimum:                        (1/3, 1/2)")
@@ -139,7 +150,7 @@ def main(argv=None):
 
     print("== 4. (a + a*b) / (1 + b), which is just a")
     dH = ds.grad(H, wrt=(0, 1))
-    ha, hb = dH(1.5, 2.0)
+    ha, hb = map(float, dH(put(1.5), put(2.0)))
     print(f"gradient at (1.5, 2): ({ha:.12g}, {hb:.3g})   [exact: (1, 0)]")
     source = ds.source(dH)
     print(source)

@@ -96,6 +96,24 @@ def test_fused_call_reads_like_the_program(numpy_as_device):
     assert "t, h, t_1 = fused_add_maximum_mul(x @ W, b)" in src, src
 
 
+def _fill_then_fuse(x):
+    y = np.zeros(5)
+    for i in range(5):
+        y[i] = x[i] * 2.0
+    return np.sum(np.tanh(y) * x)
+
+
+def test_fused_code_keeps_in_place_updates(numpy_as_device):
+    """The fused path runs the in-place pass too: `y[i] = v` writes into y (no copy per
+    iteration), and the elementwise ops still become fused calls."""
+    df = ds.grad(_fill_then_fuse, backend="cupy")
+    x = np.linspace(0, 1, 5)
+    np.testing.assert_allclose(df(x), ds.grad(_fill_then_fuse)(x), rtol=1e-14)
+    src = ds.source(df)
+    assert "y[i] = " in src and "index_update" not in src, src
+    assert "= fused_tanh_mul(y, x)" in src, src
+
+
 def _groups(module, kinds=None):
     wl = module.WORKLOADS[0]
     data = module.make_data(tiny=True)
@@ -237,3 +255,38 @@ def test_gpu_without_cupy_is_a_clear_error(monkeypatch):
     with pytest.raises(DiffsrcError, match="needs CuPy and a CUDA GPU"):
         to_device({"W": np.ones(2)}, "gpu")
 
+
+
+# ---------------------------------------------------------------- --device gpu without CuPy
+
+EXAMPLE_NAMES = ("sine_steering", "source_code_derivatives", "linear_classifiers", "mlp_digits",
+                 "cnn_digits", "pairwise_distances")
+
+
+def test_require_device_without_cupy_is_a_clear_error(monkeypatch):
+    from diffsrc.backends import require_device
+    assert require_device("cpu") is np
+    monkeypatch.setitem(sys.modules, "cupy", None)          # import cupy -> ImportError
+    with pytest.raises(ds.DiffsrcError, match="needs CuPy and a CUDA GPU"):
+        require_device("gpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        require_device("tpu")
+
+
+def test_examples_with_device_gpu_and_no_cupy_say_so():
+    """Every example takes --device {cpu,gpu}; where CuPy cannot be imported (made so here,
+    whatever is installed), --device gpu stops at once with the reason, exit status 2."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    procs = {}
+    for name in EXAMPLE_NAMES:
+        path = os.path.join(root, "examples", f"{name}.py")
+        code = ("import runpy, sys; sys.modules['cupy'] = None; "
+                f"sys.argv = [{path!r}, '--smoke', '--device', 'gpu']; "
+                f"runpy.run_path({path!r}, run_name='__main__')")
+        procs[name] = subprocess.Popen([sys.executable, "-c", code], cwd=root, text=True,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2, (name, out[-2000:], err[-2000:])
+        assert "--device" in err and "needs CuPy and a CUDA GPU" in err, (name, err)
+        assert not out, (name, out)

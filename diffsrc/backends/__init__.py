@@ -114,6 +114,36 @@ def detect(args, names=()):
     return CUPY if "cupy" in where else NUMPY
 
 
+def require_device(device):
+    """The array module of `device`: NumPy for "cpu", CuPy for "gpu" (what the examples'
+    `--device` flag calls); a DiffsrcError that says what is missing (CuPy, or a CUDA
+    device) when the GPU cannot be used."""
+    if device in ("cpu", "numpy"):
+        return np
+    if device not in ("gpu", "cupy"):
+        raise ValueError(f"unknown device {device!r} (use 'cpu' or 'gpu')")
+    xp = CUPY.module()
+    try:
+        count = xp.cuda.runtime.getDeviceCount()
+    except Exception as exc:            # noqa: BLE001 - CUDA reports a missing GPU many ways
+        raise DiffsrcError(f"device 'gpu' needs a CUDA GPU, and CuPy finds none: {exc}") \
+            from None
+    if count < 1:
+        raise DiffsrcError("device 'gpu' needs a CUDA GPU, and CuPy finds none")
+    return xp
+
+
+def synchronize(x=None):
+    """Wait for the GPU's queued work (for timings); nothing on the CPU. With `x`, only
+    when `x` holds a CuPy array."""
+    if x is not None and "cupy" not in _devices(x, set()):
+        return
+    import sys
+    cupy = sys.modules.get("cupy")
+    if cupy is not None:
+        cupy.cuda.get_current_stream().synchronize()
+
+
 def to_device(tree, device):
     """A copy of `tree` with every array on `device` ("gpu"/"cupy" or "cpu"/"numpy")."""
     if device in ("gpu", "cupy"):

@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 
+from ..backends import is_device_array
+
 try:
     from tqdm.auto import tqdm as _tqdm
 except ImportError:  # tqdm is an optional extra
@@ -81,11 +83,14 @@ class Progress:
 
 def accuracy(logits, labels):
     """Fraction of rows whose argmax matches the label (ids or one-hot rows)."""
-    logits = np.asarray(logits)
-    labels = np.asarray(labels)
+    xp = np
+    if is_device_array(logits) or is_device_array(labels):    # CuPy: count on the device
+        import cupy as xp
+    logits = xp.asarray(logits)
+    labels = xp.asarray(labels)
     if labels.ndim == logits.ndim:
-        labels = np.argmax(labels, axis=-1)
-    return float(np.mean(np.argmax(logits, axis=-1) == labels))
+        labels = xp.argmax(labels, axis=-1)
+    return float(xp.mean(xp.argmax(logits, axis=-1) == labels))
 
 
 def evaluate(predict_fn, params, X, y, batch_size=256):

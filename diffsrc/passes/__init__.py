@@ -5,6 +5,7 @@
 from ..ir import format_function, verify
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
+from .fusion import update_in_place_outside_groups
 from .inplace import update_in_place
 from .simplify import simplify
 from .specialize import specialize
@@ -14,14 +15,19 @@ PIPELINE = (("simplify", simplify), ("cse", eliminate_common_subexpressions),
 # In-place updates are decided last, once every reader of every array (the pullback's
 # included) is in the IR.
 FINAL = PIPELINE + (("inplace", update_in_place), ("dce after inplace", eliminate_dead_code))
+# Fused code (the CuPy backend): the same, but ops that join a fusion group keep fresh results.
+FINAL_FUSED = PIPELINE + (("inplace", update_in_place_outside_groups),
+                          ("dce after inplace", eliminate_dead_code))
 
 
 def optimize(fn, trace=None, final=True, args=None, inplace=True):
     """Run every pass, verifying the IR after each; `trace(name, text)` sees each result.
 
     With `args`, the final pipeline also specialises the code to their shapes and dtypes;
-    `inplace=False` leaves out the in-place updates (fused kernels take their place)."""
-    passes = (FINAL if inplace else PIPELINE) if final else PIPELINE
+    `inplace=False` leaves out the in-place updates, `inplace="fused"` leaves out those of
+    ops that join a fusion group (fused kernels take their place)."""
+    passes = (FINAL_FUSED if inplace == "fused" else FINAL if inplace else PIPELINE) \
+        if final else PIPELINE
     if final and args is not None:
         passes = PIPELINE + (("specialize", lambda f: specialize(f, args)),) + passes
     for name, run in passes:

@@ -194,6 +194,25 @@ def _is_constant_arg(block, value):
     return any(op.opname == "const" and op.results[0] is value for op in block.ops)
 
 
+def update_in_place_outside_groups(fn):
+    """The in-place pass for fused code: every in-place update, except that an op that
+    would join a fusion group keeps its fresh result (`np.add(t, b, out=t)` would take
+    it out of its kernel). Scatters (`x[i] = v`, `add_into`) stay in place: they never
+    join a group. Groups are found again on the result, and they respect the in-place
+    updates (no group spans one; see `valid` in `_groups_in`)."""
+    from .inplace import update_in_place
+    blocks = [fn.body] + ([fn.pullback] if getattr(fn, "pullback", None) is not None else [])
+    members = [op for group in find_groups(fn, blocks) for op in group.ops]
+    for op in members:
+        op.attrs["fusing"] = True
+    try:
+        update_in_place(fn)
+    finally:
+        for op in members:
+            op.attrs.pop("fusing", None)
+    return fn
+
+
 def format_groups(groups):
     """The groups as text: one line per group with its ops, inputs and outputs."""
     from ..ir.printer import _op_text, _value

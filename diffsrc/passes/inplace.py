@@ -184,7 +184,8 @@ class InPlace:
         info = getattr(self.fn, "shape_info", {})
         result = info.get(op.results[0].id) if len(op.results) == 1 else None
         fn = op.attrs["fn"]
-        if result is None or result.kind != "array" or not result.shape or \
+        if result is None or op.attrs.get("fusing") or result.kind != "array" or \
+                not result.shape or \
                 np.prod(result.shape) * result.dtype.itemsize < MIN_INPLACE_BYTES or \
                 op.attrs.get("kwnames") or not (isinstance(fn, np.ufunc) or _in(fn, WITH_UFUNC)):
             return
