@@ -209,7 +209,8 @@ def _owned(tree):
     if isinstance(tree, list):
         return [_owned(v) for v in tree]
     if isinstance(tree, tuple):
-        return tuple(_owned(v) for v in tree)
+        items = [_owned(v) for v in tree]
+        return type(tree)(*items) if hasattr(tree, "_fields") else tuple(items)
     return tree
 
 
@@ -558,6 +559,8 @@ def ir(f, *args):
         compiled = f.last if f.last is not None and not args else f.compiled_for(
             args or _example_args(f.fn))
         return format_function(compiled.ir)
+    if hasattr(f, "__diffsrc_compiled__"):       # jvp, hvp, hessian, jacobian
+        return format_function(f.__diffsrc_compiled__(*args).ir)
     f = _resolve(f)
     function = lower_function(f, args or _example_args(f))
     verify(function)

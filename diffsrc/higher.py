@@ -5,13 +5,17 @@ pipeline and cache as `grad`. The others compose transforms by the closure
 property: the generated code of `ds.grad(f)` is read again and differentiated
 in forward mode (forward-over-reverse), so loops and branches keep working.
 """
+import dataclasses
+
 import numpy as np
 
 from .api import (GradientFunction, _bind, _check_differentiable, _closure_key, _fast_key,
-                  _global_cache, _example_args, _pullback_cache, _resolve, pullback, transform)
-from .errors import NoRuleError, TransformError
+                  _global_cache, _example_args, _normalise_wrt, _pullback_cache, _resolve,
+                  transform)
+from .errors import NonDifferentiableError, NoRuleError, TransformError
 from .frontend.abstract import Static, TupleS
-from .frontend.trees import build, tree_of
+from .frontend.trees import Tree, build, leaves_of, tree_of
+from .ir.nodes import walk_ops
 from .rules import registry
 
 
@@ -29,12 +33,17 @@ def _like(tangent, primal):
     return tangent
 
 
+def _differentiable(value):
+    tree = tree_of(value)
+    return tree.kind != "static" and (tree.kind != "leaf" or tree.differentiable_leaf())
+
+
 def _check_tangent(fn, i, primal, tangent):
     tree = tree_of(primal)
     try:
         same = tree_of(tangent).kind == tree.kind and all(
-            np.shape(a) == np.shape(b) for a, b in zip(_leaves(tree, primal),
-                                                       _leaves(tree, tangent)))
+            np.shape(a) == np.shape(b) for a, b in zip(leaves_of(tree, primal),
+                                                       leaves_of(tree, tangent)))
     except (KeyError, AttributeError, IndexError, TypeError):
         same = False
     if not same:
@@ -52,11 +61,6 @@ def _at_users_line(exc):
                                  f"this line, {exc.filename}:{exc.lineno})", loc.filename,
                                  loc.lineno)
     return exc
-
-
-def _leaves(tree, value):
-    from .frontend.trees import leaves_of
-    return leaves_of(tree, value)
 
 
 class JvpFunction:
@@ -130,12 +134,17 @@ class JvpFunction:
         return TupleS((build_abstract(tree, iter(leaves[:n])),
                        build_abstract(tree, iter(leaves[n:]))))
 
+    def __diffsrc_compiled__(self, *primals):
+        """The code of the last call, or for `primals` (all differentiated but ints)."""
+        if primals or self.last is None:
+            primals = primals or _examples(self.fn)
+            self.compiled_for(primals, tuple(i for i, p in enumerate(primals)
+                                             if _differentiable(p)))
+        return self.last
+
     @property
     def __diffsrc_source__(self):
-        if self.last is None:
-            examples = _examples(self.fn)
-            self.compiled_for(examples, tuple(range(len(examples))))
-        return self.last.source
+        return self.__diffsrc_compiled__().source
 
 
 def jvp(f, primals=None, tangents=None):
@@ -183,9 +192,15 @@ class HvpFunction:
                                             {}).items
         return hv
 
+    def __diffsrc_compiled__(self, *args):
+        """The code of the last call, or for `args` (f's arguments, without v)."""
+        if args or self.jvp.last is None:
+            self.jvp.compiled_for(args or _examples(self.grad), self.grad.wrt)
+        return self.jvp.last
+
     @property
     def __diffsrc_source__(self):
-        return self.jvp.__diffsrc_source__
+        return self.__diffsrc_compiled__().source
 
 
 def hvp(f, wrt=0):
@@ -194,12 +209,66 @@ def hvp(f, wrt=0):
     return HvpFunction(_resolve(f), wrt)
 
 
-def _basis(x, j):
-    if isinstance(x, float):
-        return 1.0
-    e = np.zeros(np.shape(x), dtype=np.result_type(x, np.float64) if np.ndim(x) else float)
-    e.flat[j] = 1.0
-    return e
+class _Side:
+    """The flat layout of one side of a Jacobian: the float leaves of some values (the
+    differentiated arguments, or the outputs), each at an offset into a vector of all
+    their entries."""
+
+    def __init__(self, trees, values):
+        self.trees = trees
+        self.leaves = [leaf for tree, value in zip(trees, values)
+                       for leaf in leaves_of(tree, value)]
+        self.sizes = [int(np.size(leaf)) for leaf in self.leaves]
+        self.offsets = np.cumsum([0] + self.sizes).tolist()
+        self.size = self.offsets[-1]
+
+    def entries(self):
+        """(leaf number, index within the leaf) of every entry, in order."""
+        return [(k, i) for k, size in enumerate(self.sizes) for i in range(size)]
+
+    def units(self):
+        """A zero per leaf to move a one through: arrays (written in place), floats 0.0."""
+        return [np.zeros(leaf.shape, leaf.dtype if _is_float(leaf) else np.float64)
+                if np.ndim(leaf) else 0.0 for leaf in self.leaves]
+
+    def values(self, leaves):
+        """The values with this side's structure and the given leaves."""
+        out, leaves = [], iter(leaves)
+        for tree in self.trees:
+            out.append(build(tree, [next(leaves) for _ in tree.leaf_paths()]))
+        return out
+
+
+def _is_float(leaf):
+    return type(leaf) is float or getattr(leaf, "dtype", np.dtype(int)).kind == "f"
+
+
+def _leaves_or_none(tree, value):
+    """The leaves of an adjoint; None (zero) throughout for a None adjoint."""
+    return leaves_of(tree, value) if value is not None else [None] * len(tree.leaf_paths())
+
+
+def _with_one(units, k, i):
+    """`units` with entry i of leaf k set to one: in place for an array (undo with the same
+    call and 0.0), a fresh list for a float."""
+    if isinstance(units[k], np.ndarray):
+        units[k].flat[i] = 1.0
+        return units
+    return units[:k] + [1.0] + units[k + 1:]
+
+
+def _reset(units, k, i):
+    if isinstance(units[k], np.ndarray):
+        units[k].flat[i] = 0.0
+
+
+def _without_statics(tree):
+    """A Jacobian has None where the value had a part that is not a number or an array."""
+    if tree.kind == "static":
+        return Tree("static", static=None)
+    if tree.kind == "leaf":
+        return tree
+    return dataclasses.replace(tree, children=tuple(map(_without_statics, tree.children)))
 
 
 class JacobianFunction:
@@ -207,84 +276,164 @@ class JacobianFunction:
 
     def __init__(self, fn, wrt, order, forward_only=False):
         self.fn = fn
-        if not isinstance(wrt, (int, str)) or isinstance(wrt, bool):
-            raise TypeError("jacobian/hessian differentiate with respect to one argument: wrt "
-                            "must be an int or an argument name")
-        self.wrt = wrt
+        self.user_fn = getattr(fn, "fn", fn)
+        self.wrt, self.single = _normalise_wrt(self.user_fn, wrt)
         self.jvp = JvpFunction(fn, order)
         self.forward_only = forward_only
+        self.output_sizes = {}      # argument kinds -> output entries: later calls skip the probe
         self.last = None
 
-    def index(self, args):
-        if isinstance(self.wrt, int):
-            return self.wrt if self.wrt >= 0 else len(args) + self.wrt
-        from .api import _normalise_wrt
-        return _normalise_wrt(getattr(self.fn, "fn", self.fn), self.wrt)[0][0]
-
     def __call__(self, *args, **kwargs):
-        if kwargs:
-            args = _bind(getattr(self.fn, "fn", self.fn), args, kwargs)
-        w = self.index(args)
-        x = args[w]
-        if not (isinstance(x, float) or (isinstance(x, np.ndarray) and x.dtype.kind == "f")):
-            raise TypeError(f"jacobian/hessian differentiate with respect to a float or a "
-                            f"float array, not {type(x).__name__}")
-        n = int(np.size(x))
-        tangents = [None] * len(args)
-
-        def column(j):
-            tangents[w] = _basis(x, j) if j is not None else np.zeros_like(x) * 1.0
-            y, y_dot = self.jvp(args, tangents)
-            self.last = self.jvp.last
-            if not (isinstance(y, float) or isinstance(y, (np.ndarray, np.generic))):
-                raise TypeError("jacobian/hessian need a function returning one float or "
-                                f"array, not {type(y).__name__}")
-            return y, y_dot
-
-        y, first = column(0 if n else None)
-        m = int(np.size(y))
-        shape = np.shape(y) + np.shape(x)
-        if n == 0:
-            return np.zeros(shape)
-        if m < n and not self.forward_only:
-            y, back = pullback(self.fn, *args)
-            self.last = next((c for c in _pullback_cache.values()
-                              if c.source == back.__diffsrc_source__), self.last)
-            rows = [np.asarray(back(_basis(y, i) if np.ndim(y) else 1.0)[w])
-                    for i in range(m)]
-            result = np.stack(rows).reshape(shape)
+        args = _bind(self.user_fn, args, kwargs)
+        _check_differentiable(self.user_fn, args, self.wrt)
+        wrt = tuple(sorted(set(self.wrt)))
+        inputs = _Side([tree_of(args[i]) for i in wrt], [args[i] for i in wrt])
+        self.check_inputs(args, wrt, inputs)
+        key = None if self.jvp.has_closure else _fast_key(args)
+        m = self.output_sizes.get(key) if key is not None else None
+        first = None
+        if m is None and not self.forward_only:
+            first = self.columns(args, wrt, inputs, probe=True)
+            m = first[1].size
+            if key is not None:
+                self.output_sizes[key] = m
+        if m is not None and m < inputs.size and not self.forward_only:
+            out_tree, outputs, matrix = self.rows(args, wrt, inputs)
         else:
-            cols = [np.asarray(first)] + [np.asarray(column(j)[1]) for j in range(1, n)]
-            result = np.stack(cols, axis=-1).reshape(shape)
-        return float(result) if shape == () and isinstance(x, float) else result
+            out_tree, outputs, matrix = self.columns(args, wrt, inputs, first=first)
+        return self.assemble(out_tree, outputs, inputs, wrt, matrix)
+
+    def check_inputs(self, args, wrt, inputs):
+        for i, tree in zip(wrt, inputs.trees):
+            for path, leaf in zip(tree.leaf_paths(), leaves_of(tree, args[i])):
+                if not _is_float(leaf):
+                    from .codegen.python import path_text
+                    code = getattr(self.user_fn, "__code__", None)
+                    raise NonDifferentiableError(
+                        f"jacobian/hessian differentiate with respect to floats and float "
+                        f"arrays; argument {i}{path_text(path)} of "
+                        f"{getattr(self.user_fn, '__name__', 'f')} is a {type(leaf).__name__}",
+                        code.co_filename if code else None, code.co_firstlineno if code else None)
+
+    def columns(self, args, wrt, inputs, probe=False, first=None):
+        """Forward mode: one jvp per input entry, through the compiled jvp called directly.
+        `probe`: only the first column (it gives the output's layout); `first` is one."""
+        compiled = self.last = self.jvp.compiled_for(args, wrt)
+        call, units = compiled.function, inputs.units()
+        entries = inputs.entries() or [None]            # no input entries: one zero column
+        out_tree, outputs, matrix = first if first is not None else (None, None, None)
+        in_place = inputs.values(units)                 # arrays' ones are written into these
+        for j, entry in enumerate(entries):
+            if j == 0 and first is not None:
+                continue
+            leaves = units if entry is None else _with_one(units, *entry)
+            try:
+                out = call(*args, *(in_place if leaves is units else inputs.values(leaves)))
+            except Exception as exc:
+                compiled.annotate(exc)
+                raise
+            if entry is not None:
+                _reset(units, *entry)
+            half = len(out) // 2
+            if outputs is None:
+                out_tree = _without_statics(compiled.ir.out_tree)
+                outputs = _Side([out_tree], [build(out_tree, out[:half])])
+                matrix = np.zeros((max(inputs.size, 1), outputs.size))
+            for dot, start, size in zip(out[half:], outputs.offsets, outputs.sizes):
+                if dot is not None:
+                    matrix[j, start:start + size] = np.ravel(dot)
+            if probe:
+                return out_tree, outputs, matrix
+        return out_tree, outputs, matrix[:inputs.size].T
+
+    def rows(self, args, wrt, inputs):
+        """Reverse mode: one pass of the compiled pullback, one backward call per output
+        entry; the adjoints of the differentiated arguments only."""
+        key = ("jacobian", self.fn, wrt, tuple(map(tree_of, args)), _closure_key(self.user_fn))
+        compiled = _pullback_cache.get(key)
+        if compiled is None:
+            compiled = _pullback_cache[key] = transform(self.fn, args, wrt, "pullback")
+        self.last = compiled
+        try:
+            y, back = compiled.function(*args)
+            out_tree = _without_statics(compiled.ir.out_tree)
+            y = build(out_tree, y if len(out_tree.leaf_paths()) != 1 else (y,))
+            outputs = _Side([out_tree], [y])
+            seeds = outputs.units()
+            matrix = np.zeros((outputs.size, inputs.size))
+            taped = any(op.opname == "pop" for op in walk_ops(compiled.ir.pullback))
+            fresh = True
+            for j, (k, i) in enumerate(outputs.entries()):
+                if not _is_float(outputs.leaves[k]):
+                    continue
+                if not fresh:               # a backward pass empties the loops' tapes
+                    back = compiled.function(*args)[1]
+                fresh = not taped
+                adjoints = back(*_with_one(seeds, k, i))
+                _reset(seeds, k, i)
+                grads = [leaf for tree, a in zip(inputs.trees, adjoints)
+                         for leaf in _leaves_or_none(tree, a)]
+                for g, start, size in zip(grads, inputs.offsets, inputs.sizes):
+                    if g is not None:
+                        matrix[j, start:start + size] = np.ravel(g)
+        except Exception as exc:
+            compiled.annotate(exc)
+            raise
+        return out_tree, outputs, matrix
+
+    def assemble(self, out_tree, outputs, inputs, wrt, matrix):
+        """The blocks of `matrix` (output entries x input entries), shaped out.shape +
+        in.shape, in the output's structure, each holding the inputs' structure (a tuple
+        of them for a tuple `wrt`)."""
+        per_output = []
+        for out, o0, m in zip(outputs.leaves, outputs.offsets, outputs.sizes):
+            blocks = []
+            for x, i0, n in zip(inputs.leaves, inputs.offsets, inputs.sizes):
+                block = matrix[o0:o0 + m, i0:i0 + n].reshape(np.shape(out) + np.shape(x))
+                if block.shape == () and type(x) is float:
+                    blocks.append(float(block))
+                else:
+                    blocks.append(block.astype(np.result_type(out, x, 1.0)))
+            by_arg = dict(zip(wrt, inputs.values(blocks)))
+            per_output.append(by_arg[self.wrt[0]] if self.single else
+                              tuple(by_arg[i] for i in self.wrt))
+        return build(out_tree, per_output)
+
+    def __diffsrc_compiled__(self, *args):
+        """The code the last call ran (the jvp or the pullback), or the jvp for `args`."""
+        if args or self.last is None:
+            args = args or _examples(self.fn)
+            self.last = self.jvp.compiled_for(args, tuple(sorted(set(self.wrt))))
+        return self.last
 
     @property
     def __diffsrc_source__(self):
-        if self.last is None:
-            return self.jvp.__diffsrc_source__
-        return self.last.source
+        return self.__diffsrc_compiled__().source
 
 
 def jacobian(f, wrt=0):
-    """The Jacobian of `f` with respect to argument `wrt`, shaped `out.shape + in.shape`.
+    """The Jacobian of `f` with respect to argument(s) `wrt`.
 
-    Forward mode (one jvp per input entry) when the input has at most as many entries
-    as the output, reverse mode (one pullback per output entry) when it has more: the
-    cheaper of the two. The first column is always computed forward, which also gives
-    the output's size.
+    `wrt` is an int, an argument name, or a tuple of them (then each output part holds a
+    tuple of Jacobians, one per argument). Arguments may be floats, float arrays or
+    containers of them; the output may be a container of floats and arrays. Each block is
+    shaped `out.shape + in.shape` (JAX's convention); the blocks have the output's
+    structure, each holding the argument's structure.
+
+    Forward mode (one jvp per input entry) when the differentiated arguments have at most
+    as many entries in all as the output, reverse mode (one pullback pass, one backward
+    call per output entry) when they have more. The first call for given argument kinds
+    and shapes runs one jvp column to learn the output's size.
     """
     return JacobianFunction(_resolve(f), wrt, "forward mode")
 
 
 def hessian(f, wrt=0):
-    """The Hessian of scalar `f` with respect to argument `wrt`, shaped `in.shape * 2`:
-    the forward-mode Jacobian of `ds.grad(f)` (forward-over-reverse)."""
+    """The Hessian of scalar `f` with respect to argument(s) `wrt`, shaped `in.shape * 2`
+    (blocks `H[i][j]` for a tuple `wrt`): the forward-mode Jacobian of `ds.grad(f)`
+    (forward-over-reverse), one Hessian-vector product per input entry."""
     gradient = GradientFunction(_resolve(f), wrt)
-    if not gradient.single:
-        raise TypeError("hessian differentiates with respect to one argument: wrt must be an "
-                        "int or an argument name")
-    return JacobianFunction(gradient, gradient.wrt[0], "second order (hessian)",
-                            forward_only=True)
+    return JacobianFunction(gradient, wrt, "second order (hessian)", forward_only=True)
 
 
 def tangent(fn):

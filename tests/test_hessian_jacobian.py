@@ -202,6 +202,7 @@ def test_hvp_and_grad_of_grad_with_a_dataclass_or_namedtuple_argument(cls):
     eps = 1e-6
     plus = parts(g(cls(p.w + eps * t.w, p.b + eps * t.b), x))
     minus = parts(g(cls(p.w - eps * t.w, p.b - eps * t.b), x))
+    assert type(g(p, x)) is cls and type(ds.hvp(layer_loss)(p, x, t)) is cls
     hv = parts(ds.hvp(layer_loss)(p, x, t))
     for i in range(2):
         np.testing.assert_allclose(hv[i], (plus[i] - minus[i]) / (2 * eps), rtol=1e-6,
@@ -215,5 +216,213 @@ def test_hvp_and_grad_of_grad_with_a_dataclass_or_namedtuple_argument(cls):
 
 
 def parts(gradient):
-    """(w, b) of a gradient (a namedtuple argument's gradient comes back a plain tuple)."""
-    return (gradient.w, gradient.b) if hasattr(gradient, "w") else tuple(gradient)
+    """(w, b) of a gradient (read inside differentiated code too)."""
+    return gradient.w, gradient.b
+
+
+Point = namedtuple("Point", "x y")
+
+
+def point_loss(p):
+    return p.x * p.y + p.x ** 2
+
+
+def test_the_gradient_of_a_namedtuple_is_that_namedtuple():
+    """At first order too, through grad, value_and_grad, a tuple wrt and pullback."""
+    g = ds.grad(point_loss)(Point(1.0, 2.0))
+    assert type(g) is Point and g == (4.0, 1.0)
+    assert ds.value_and_grad(point_loss)(Point(1.0, 2.0))[1] == Point(4.0, 1.0)
+    both = ds.grad(lambda p, q: point_loss(p) * q, wrt=(0, 1))(Point(1.0, 2.0), 2.0)
+    assert type(both[0]) is Point and both == (Point(8.0, 2.0), 3.0)
+    _, back = ds.pullback(point_loss, Point(np.ones(2), np.ones(2)))
+    assert type(back(np.ones(2))[0]) is Point
+
+
+# ------------------------------------------------------- structured Jacobians, wrt tuples
+def fd_blocks(f, args, i, eps=1e-6):
+    """Central differences of every float output leaf with respect to every float leaf of
+    argument i, as {(output leaf, input leaf): out.shape + in.shape}."""
+    from diffsrc.frontend.trees import build, leaves_of, tree_of
+    tree = tree_of(args[i])
+    leaves = [np.asarray(leaf, dtype=np.float64) for leaf in leaves_of(tree, args[i])]
+    out_tree = tree_of(f(*args))
+    outs = leaves_of(out_tree, f(*args))
+    blocks = {}
+    for k, leaf in enumerate(leaves):
+        cols = []
+        for j in range(leaf.size):
+            def moved(s):
+                shifted = [x.copy() for x in leaves]
+                shifted[k].flat[j] += s
+                value = build(tree, [x if np.ndim(x) else float(x) for x in shifted])
+                return leaves_of(out_tree, f(*args[:i], value, *args[i + 1:]))
+            plus, minus = moved(eps), moved(-eps)
+            cols.append([(np.asarray(a) - np.asarray(b)) / (2 * eps) for a, b in zip(plus, minus)])
+        for o, out in enumerate(outs):
+            blocks[o, k] = np.stack([c[o] for c in cols], axis=-1).reshape(
+                np.shape(out) + leaf.shape)
+    return blocks
+
+
+def assert_jacobian(jac, f, args, wrt, single):
+    """`jac` (the Jacobian's structure: outputs, then a tuple over wrt when not single,
+    then the argument's structure) against finite differences."""
+    from diffsrc.frontend.trees import leaves_of, tree_of
+    out = f(*args)
+    per_output = leaves_of(tree_of(out), jac) if tree_of(out).kind != "leaf" else [jac]
+    for n, i in enumerate(wrt):
+        expected = fd_blocks(f, args, i)
+        tree = tree_of(args[i])
+        for o, blocks in enumerate(per_output):
+            got = leaves_of(tree, blocks if single else blocks[n])
+            for k, block in enumerate(got):
+                assert np.shape(block) == expected[o, k].shape
+                np.testing.assert_allclose(block, expected[o, k], rtol=1e-5, atol=1e-7)
+
+
+def structured(p, y, k):
+    """A dict argument, a dict-of-tuple output, a loop with a branch, a float leaf."""
+    z = p["w"][:2] * y
+    for i in range(k):
+        if np.sum(z) > 0.0:
+            z = np.sin(z) * p["s"] + p["w"][1:]
+        else:
+            z = z * y - p["s"]
+    return {"z": z, "extra": (np.sum(p["w"] ** 2) * y[0], p["s"] * np.tanh(y))}
+
+
+@SETTINGS
+@given(w=arrays((3,)), s=st.floats(-2.0, 2.0), y=arrays((2,)), k=st.integers(0, 3))
+def test_jacobian_of_structured_arguments_and_outputs_matches_finite_differences(w, s, y, k):
+    p = {"w": w, "s": s}
+    z = p["w"][:2] * y
+    for i in range(k):      # keep finite differences on one side of the branch
+        assume(abs(np.sum(z)) > 1e-3)
+        z = np.sin(z) * s + w[1:] if np.sum(z) > 0.0 else z * y - s
+    for wrt, single in [(0, True), ("y", True), ((0, 1), False), (("y", "p"), False)]:
+        jac = ds.jacobian(structured, wrt=wrt)(p, y, k)
+        indices = [{"p": 0, "y": 1}.get(w, w) for w in ((wrt,) if single else wrt)]
+        assert_jacobian(jac, structured, (p, y, k), indices, single)
+        if wrt == 0:
+            assert type(jac["extra"][0]["s"]) is float          # a 0-d output by a float
+
+
+def two_outputs(x, a):
+    return np.tanh(a @ x), [np.sum(x * x), x[0] * a]
+
+
+def test_jacobian_forward_and_reverse_agree_on_structured_outputs():
+    """Few inputs, many outputs (forward) and the reverse of it give the same blocks."""
+    rng = np.random.default_rng(1)
+    x, a = rng.normal(size=2), rng.normal(size=(3, 2))
+    forward = ds.jacobian(two_outputs, wrt=0)(x, a)            # 2 inputs < 13 outputs
+    reverse = ds.jacobian(two_outputs, wrt=(0, 1))(x, a)       # 8 inputs < 13: forward too
+    assert "_jvp(" in ds.source(ds.jacobian(two_outputs))
+    wide = ds.jacobian(lambda x, a: np.sum(a @ x), wrt=(0, 1))
+    assert wide(x, a)[1].shape == (3, 2) and "_back(" in ds.source(wide)
+    np.testing.assert_allclose(wide(x, a)[1], np.outer(np.ones(3), x))
+    np.testing.assert_allclose(forward[0], reverse[0][0], rtol=1e-12)
+    np.testing.assert_allclose(forward[1][1], reverse[1][1][0], rtol=1e-12)
+    assert_jacobian(reverse, two_outputs, (x, a), (0, 1), False)
+
+
+def many_inputs(params, x):
+    """More input entries than output entries: reverse mode, with a loop's tape."""
+    h = x
+    for w in params:
+        h = np.tanh(h @ w)
+    return {"mean": np.mean(h), "h": h[0]}
+
+
+def test_reverse_mode_jacobian_through_a_loop_calls_the_pullback_afresh_per_row():
+    rng = np.random.default_rng(2)
+    params = [rng.normal(size=(3, 3)), rng.normal(size=(3, 2))]
+    x = rng.normal(size=(4, 3))
+    j = ds.jacobian(many_inputs)
+    jac = j(params, x)
+    assert "_back(" in ds.source(j)
+    assert jac["h"][1].shape == (2, 3, 2) and isinstance(jac["mean"], list)
+    assert_jacobian(jac, many_inputs, (params, x), (0,), True)
+
+
+def with_constants(x):
+    return np.sin(x), None, 3, 2.0
+
+
+def test_jacobian_of_constant_and_non_array_outputs():
+    """None stays None; an int or a constant output has a zero Jacobian, both ways."""
+    for x in (np.ones(2), np.ones(7)):
+        jac = ds.jacobian(with_constants)(x)
+        np.testing.assert_allclose(jac[0], np.diag(np.cos(x)))
+        assert jac[1] is None and not np.any(jac[2]) and not np.any(jac[3])
+        assert jac[2].shape == jac[3].shape == x.shape
+
+
+def test_jacobian_of_float32_keeps_float32():
+    j = ds.jacobian(lambda x: np.sin(x) * 2.0)(np.ones(3, dtype=np.float32))
+    assert j.dtype == np.float32 and j.shape == (3, 3)
+
+
+def test_jacobian_with_respect_to_an_int_leaf_names_it():
+    with pytest.raises(ds.errors.NonDifferentiableError, match=r"argument 0\['n'\].*int"):
+        ds.jacobian(lambda p: p["x"] * p["n"])({"x": np.ones(2), "n": 3})
+
+
+def coupled(x, y):
+    return np.sum(np.sin(x) * y[:2]) + np.sum(y ** 3) * x[0]
+
+
+@SETTINGS
+@given(x=arrays((2,)), y=arrays((3,)))
+def test_hessian_with_a_tuple_wrt_gives_blocks(x, y):
+    """H[i][j] is shaped in_i.shape + in_j.shape; H[1][0] is H[0][1] transposed."""
+    h = ds.hessian(coupled, wrt=(0, "y"))(x, y)
+    assert [[b.shape for b in row] for row in h] == [[(2, 2), (2, 3)], [(3, 2), (3, 3)]]
+    g = ds.grad(coupled, wrt=(0, 1))
+    for i, arg in enumerate((x, y)):
+        for j in range(2):
+            fd = fd_jacobian(lambda z: g(*[z if k == j else a for k, a in enumerate((x, y))])[i],
+                             (x, y)[j])
+            np.testing.assert_allclose(h[i][j], fd, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h[1][0], h[0][1].T, rtol=1e-12, atol=1e-12)
+
+
+def test_hessian_of_a_dict_of_parameters_is_a_dict_of_dicts():
+    def loss(p):
+        return np.sum(np.tanh(p["w"]) * p["b"]) + p["c"] ** 2 * p["b"][0]
+    p = {"w": np.array([0.3, -0.2]), "b": np.array([1.0, 2.0]), "c": 1.5}
+    h = ds.hessian(loss)(p)
+    assert h["w"]["w"].shape == (2, 2) and h["b"]["c"].shape == (2,)
+    assert type(h["c"]["c"]) is float and h["c"]["c"] == pytest.approx(2.0)
+    np.testing.assert_allclose(h["w"]["b"], np.diag(1 - np.tanh(p["w"]) ** 2))
+    np.testing.assert_allclose(h["b"]["c"], [2 * 1.5, 0.0])
+
+
+# ----------------------------------------------------------------- ds.ir and ds.source
+@pytest.mark.parametrize("make", [
+    lambda: ds.jvp(branchy_loop), lambda: ds.hvp(branchy_loop),
+    lambda: ds.hessian(branchy_loop), lambda: ds.jacobian(branchy_loop)])
+def test_ir_and_source_of_forward_mode_transforms_with_loops(make):
+    """Before a call (stand-in arguments) and after one (the code that ran)."""
+    x, n = np.array([0.5, -1.0]), 2
+    for called in (False, True):
+        t = make()
+        if called:
+            if isinstance(t, ds.higher.JvpFunction):
+                t((x, n), (np.ones(2), None))
+            else:
+                t(x, n, np.ones(2)) if isinstance(t, ds.higher.HvpFunction) else t(x, n)
+        text, ir = ds.source(t), ds.ir(t)
+        compile(text, "<jvp>", "exec")
+        reverse = called and getattr(t, "forward_only", True) is False   # 2 inputs, 1 output
+        assert ("_pullback(" if reverse else "_jvp(") in text and "for " in text
+        assert "function branchy_loop" in ir and " = for " in ir
+        assert ("  pullback(" in ir) if reverse else ("_jvp(" in ir and "x_dot" in text)
+        assert not called or ("n_dot" not in text and "n_dot" not in ir)
+    assert "n_dot" not in ds.ir(make(), x, n)
+
+
+def test_the_jvp_docstring_names_the_users_function():
+    text = ds.source(ds.jvp(branchy_loop))
+    line = branchy_loop.__code__.co_firstlineno
+    assert f'"""Generated by diffsrc from branchy_loop ({__file__}:{line})."""' in text

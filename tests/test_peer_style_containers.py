@@ -389,8 +389,6 @@ def test_namedtuple_and_dataclass_params():
     assert isinstance(g, Layer)
 
 
-@pytest.mark.xfail(strict=True, reason="diffsrc: a namedtuple argument is rejected "
-                   "(NonDifferentiableError: 'Affine ... carries no gradient')")
 def test_namedtuple_params():
     W, b, x = R.standard_normal((3, 2)), R.standard_normal(2), R.standard_normal((4, 3))
     g = check_grad(affine_loss, (Affine(W, b), x), 0)

@@ -320,5 +320,6 @@ def forward(fn, wrt_indices, order="forward mode"):
     fn.body.ops.append(ret)
     fn.params += tangents
     fn.wrt = list(wrt_indices)
+    fn.origin = fn.name                 # the generated docstring names the user's function
     fn.name = fn.name + "_jvp"
     return fn
