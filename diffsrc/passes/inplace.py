@@ -38,6 +38,7 @@ FRESH = {np.zeros, np.ones, np.empty, np.full, np.zeros_like, np.ones_like, np.e
          np.negative, np.abs, np.log1p, np.expm1, np.reciprocal, np.power}
 SHARING = {operator.getitem, np.reshape, np.transpose, np.ravel, np.squeeze, np.expand_dims,
            np.broadcast_to, np.asarray, np.atleast_1d, np.atleast_2d, runtime.unbroadcast,
+           runtime.spread,
            Method("reshape"), Method("T", attribute=True), Method("transpose"),
            Method("ravel"), Method("squeeze"), Method("view"), Method("swapaxes")}
 
@@ -49,6 +50,11 @@ MIN_INPLACE_BYTES = 1 << 15
 # Operators that have a ufunc form, so they can write into an `out=` buffer.
 WITH_UFUNC = {operator.add, operator.sub, operator.mul, operator.truediv, operator.pow,
               operator.neg}
+
+# Views that can be written through, each element once (not np.broadcast_to).
+WRITABLE_VIEWS = {operator.getitem, np.reshape, np.transpose, np.ravel, np.squeeze,
+                  np.expand_dims, Method("reshape"), Method("T", attribute=True),
+                  Method("transpose"), Method("ravel"), Method("squeeze"), Method("swapaxes")}
 
 # (callable, argument position) pairs that read only an array's shape and dtype, which an
 # in-place update never changes.
@@ -109,6 +115,8 @@ class InPlace:
                 body = op.regions[-1]
                 first = 1 if op.opname == "for" else 0
                 return self.owned(body.params[first + op.results.index(v)], seen + (v.id,))
+            if _in(_fn(op), WRITABLE_VIEWS) and len(self.uses.get(op.args[0].id, [])) == 1:
+                return self.owned(op.args[0], seen + (v.id,))   # the one view of a fresh array
             return _in(_fn(op), FRESH)
         if v.id in self.param_of:
             loop, k = self.param_of[v.id]

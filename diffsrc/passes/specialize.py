@@ -9,6 +9,7 @@ With the shapes and dtypes from `shapes.infer_shapes`:
     matmul_left(g, a, b), 2-d               -> g @ b.T
     matmul_right(g, a, b), 2-d              -> a.T @ g
     (n, 1) @ (1, m)                         -> (n, 1) * (1, m)   (an outer product)
+    np.max(x, axis=(2, 4)) over <= 8 items  -> np.maximum of strided slices (same values)
     unreduce(c, x, ...) for a constant c    -> stays one `unreduce(c, x, None, False)` through
                                                further unreduce, scaling and negation, and
     unreduce(c, x, ...) * y                 -> c * y   when y already has the full shape
@@ -88,6 +89,8 @@ class Specializer:
         if info is not None and info.kind == "exact" and _literal(info.value) and \
                 op.opname == "call" and not getattr(registry.lookup(fn), "effect", False):
             return self.constant(block, op, info.value)
+        if fn in EXTREMA and info is not None and info.kind == "array":
+            return self.small_extremum(op, block, fn, args, info)
         if kwnames:
             return None
         if is_elementwise(fn) and info is not None:
@@ -107,6 +110,41 @@ class Specializer:
                 self.outer(*args) and info is not None:
             return self.emit(block, op, operator.mul, args, hint=result.hint, info=info)
         return self.fill(op, block, fn, args, info)
+
+    def small_extremum(self, op, block, fn, args, info):
+        """np.max(windows, axis=(2, 4)) over 2x2 windows -> three np.maximum of strided
+        slices: the same values, without NumPy's slow reduction over short inner axes."""
+        x, *rest = args
+        xi = self.array(x)
+        kw = dict(zip(op.attrs.get("kwnames", ()), rest[len(rest) - len(op.attrs.get(
+            "kwnames", ())):]))
+        positional = rest[:len(rest) - len(kw)]
+        if xi is None or len(positional) > 1 or set(kw) - {"axis", "keepdims"}:
+            return None
+        axis_v = positional[0] if positional else kw.get("axis")
+        axis = self.info.get(axis_v.id) if axis_v is not None else None
+        keep = self.info.get(kw["keepdims"].id) if "keepdims" in kw else Info("exact", value=False)
+        if axis is None or axis.kind != "exact" or keep is None or keep.kind != "exact":
+            return None
+        axes = axis.value if isinstance(axis.value, tuple) else (axis.value,)
+        if not all(isinstance(a, int) and not isinstance(a, bool) for a in axes):
+            return None
+        axes = sorted({a % len(xi.shape) for a in axes})
+        sizes = [xi.shape[a] for a in axes]
+        if not 2 <= int(np.prod(sizes)) <= 8:
+            return None
+        combine = np.maximum if EXTREMA[fn] == "max" else np.minimum
+        total = None
+        for position in np.ndindex(*sizes):
+            index = [slice(None)] * len(xi.shape)
+            for a, k in zip(axes, position):
+                index[a] = slice(k, k + 1) if keep.value else k
+            part = self.emit(block, op, operator.getitem, [x, self.constant(block, op, tuple(
+                index))])
+            total = part if total is None else self.emit(block, op, combine, [total, part])
+        self.info[total.id] = info
+        total.hint = op.results[0].hint
+        return total
 
     def outer(self, a, b):
         """(n, 1) @ (1, m): no sums, so the broadcast product gives the same bits, without
@@ -261,6 +299,10 @@ class Specializer:
                     replacement.hint = hint
                 self.mapping[op.results[0]] = replacement
                 self.changed = True
+
+
+EXTREMA = {np.max: "max", np.amax: "max", np.min: "min", np.amin: "min",
+           Method("max"): "max", Method("min"): "min"}
 
 
 def _wide_left(g, b):
