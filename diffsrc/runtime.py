@@ -231,6 +231,19 @@ def unreduce(g, x, axis=None, keepdims=False):
     return out
 
 
+def spread(t, z):
+    """The tangent `t` of one operand of a sum `z`, with z's shape and dtype: `t` itself
+    when it has them, else a read-only broadcast view (no copy); a number is filled in."""
+    dtype = getattr(z, "dtype", None)
+    if dtype is None:
+        return t
+    if not hasattr(t, "shape"):
+        return np.full_like(z, t)                     # z's device
+    if t.dtype != dtype:
+        t = t.astype(dtype)
+    return t if t.shape == z.shape else np.broadcast_to(t, z.shape)
+
+
 def matmul_left(g, a, b):
     """The adjoint of `a` in `a @ b`, for every rank NumPy's matmul accepts.
 

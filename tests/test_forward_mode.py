@@ -305,3 +305,41 @@ def test_a_user_adjoint_rule_needs_a_tangent_rule_in_forward_mode():
         return x_dot / (1.0 + abs(x)) ** 2
 
     assert ds.jvp(uses_user_rule, (0.5,), (1.0,))[1] == pytest.approx(2.0 / 1.5 ** 2)
+
+
+# ------------------------------------------------ one operand's tangent: no copy, right shape
+def shifted(x, b):
+    return np.tanh(x + b) - b
+
+
+@pytest.mark.parametrize("x, b, which", [
+    (np.ones((3, 2)), np.ones(2), 0), (np.ones((3, 2)), np.ones(2), 1),
+    (np.ones((3, 2), np.float32), np.ones(2), 0), (1.5, np.ones(2, np.float32), 0),
+    (np.ones(2), np.ones((3, 2), np.float32), 0)])
+def test_a_tangent_of_one_operand_has_the_outputs_shape_and_dtype(x, b, which):
+    """Broadcast (a view), cast where the other operand widens the dtype, never copied
+    when it already has the output's shape; what the caller gets is theirs to write."""
+    args = (x, b)
+    tangents = [None, None]
+    tangents[which] = np.ones_like(args[which]) if which or not isinstance(x, float) else 1.0
+    y, y_dot = ds.jvp(shifted, args, tuple(tangents))
+    assert np.shape(y_dot) == np.shape(y) and y_dot.dtype == y.dtype and y_dot.flags.writeable
+    slope = 1 - np.tanh(np.add(x, b, dtype=np.float64)) ** 2 - which    # closed form
+    np.testing.assert_allclose(y_dot, slope, rtol=1e-6 if y.dtype == np.float64 else 1e-5)
+    text = ds.source(ds.jvp(shifted))
+    assert "unreduce" not in text
+
+
+def test_spread_tangents_differentiate_again_both_ways():
+    """Forward over forward and reverse over forward through a broadcast operand's tangent."""
+    def dot_along_b(x, b):
+        return np.sum(ds.jvp(shifted, (x, b), (None, np.ones_like(b)))[1])
+    x, b = np.linspace(-1.0, 1.0, 6).reshape(3, 2), np.array([0.2, -0.4])
+    g = ds.grad(dot_along_b, wrt=1)(x, b)
+    np.testing.assert_allclose(g, fd_grad_of(dot_along_b, x, b), rtol=1e-6, atol=1e-8)
+    _, second = ds.jvp(dot_along_b, (x, b), (None, np.array([1.0, 0.0])))
+    np.testing.assert_allclose(second, g[0], rtol=1e-9)
+
+
+def fd_grad_of(f, x, b, eps=1e-6):
+    return np.array([(f(x, b + eps * e) - f(x, b - eps * e)) / (2 * eps) for e in np.eye(b.size)])

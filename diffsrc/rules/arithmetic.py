@@ -9,7 +9,7 @@ import numpy as np
 
 from .registry import (adjoint_rule, is_constant, is_scalar, is_zero, linear,
                        nondifferentiable, register, tangent_rule)
-from ..runtime import unbroadcast, unreduce
+from ..runtime import spread, unbroadcast
 
 for _op in (operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv,
             operator.mod, operator.pow, operator.neg, operator.pos, operator.matmul, pow):
@@ -81,11 +81,11 @@ linear(operator.mul, np.multiply, operator.matmul, positions=(0, 1), joint=False
 
 
 def full_shape(t, z, other):
-    """The tangent of one operand alone, spread to z's shape where the `other` operand may
-    have broadcast it (a Python number never does)."""
+    """The tangent of one operand alone, given z's shape where the `other` operand may
+    have broadcast it (a Python number never does): no copy, a broadcast view at most."""
     if is_scalar(z) or is_scalar(other) or is_zero(t):
         return t
-    return unreduce(t, z)
+    return spread(t, z)
 
 
 @tangent_rule(operator.add, np.add)

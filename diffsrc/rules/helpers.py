@@ -64,11 +64,17 @@ def unreduce_adjoint(y_bar, y, g, x, axis=None, keepdims=False):
     return (np.sum(y_bar, axis=axis), None)
 
 
+@adjoint_rule(runtime.spread)
+def spread_adjoint(y_bar, y, t, z):
+    """spread broadcasts t up to z's shape; its adjoint sums back down."""
+    return (unbroadcast(y_bar, t), None)
+
+
 assert lookup(runtime.unbroadcast).meta.get("lower") is not None
 
 # Tangent rules of these helpers (forward over reverse): linear in the adjoint they move;
 # which argument wins is piecewise constant.
-linear(runtime.winner_share, runtime.sum_leading)
+linear(runtime.winner_share, runtime.sum_leading, runtime.spread)
 
 # Helpers that helpers differentiated from their source (registry.SOURCE) call: the
 # device-placed identity is a constant, the dtype cast is linear.
