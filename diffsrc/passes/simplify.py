@@ -309,7 +309,7 @@ PULLBACK_FLOATING = _pullback_helpers()
 def simplify(fn):
     """Apply the rule set until nothing changes; returns the function."""
     for _ in range(10):
+        eliminate_dead_code(fn)        # rules that need a value used once count live uses
         if not Simplifier(fn).run():
             break
-        eliminate_dead_code(fn)        # rules that need a value used once count live uses
     return fn

@@ -203,8 +203,9 @@ class ReverseTransform:
         lowerer.fixed_loc = True
         args = [self.abstract(a) for a in positional]
         kwargs = {k: self.abstract(v) for k, v in keyword.items()}
+        first_new = Value().id
         result = lowerer.call(Static(entry.adjoint), [y_bar, y] + args, kwargs)
-        self.distribute(result, positional, adj)
+        self.distribute(result, positional, adj, first_new)
 
     def abstract(self, v):
         """Forward values reach rule templates as constants where they are constants."""
@@ -213,7 +214,9 @@ class ReverseTransform:
             return Static(op.attrs["value"])
         return v
 
-    def distribute(self, result, args, adj):
+    def distribute(self, result, args, adj, first_new=None):
+        """Adjoints a rule returned, accumulated into its arguments'. One the rule made
+        itself is named after the argument (`b_bar`), not after the rule's local (`dx`)."""
         if isinstance(result, Value):
             parts = [adj.b.call(operator.getitem, [result, adj.b.const(i)])
                      for i in range(len(args))]
@@ -230,6 +233,8 @@ class ReverseTransform:
                 part = adj.b.const(part.value)
             elif not isinstance(part, Value):
                 part = Lowerer(adj.b).value(part)
+            elif first_new is not None and part.id > first_new:
+                part.hint = ""
             adj.accumulate(arg, part)
 
     def reverse_recursive_call(self, op, fwd, adj, y_bar):
