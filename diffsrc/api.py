@@ -21,7 +21,7 @@ from .rules import registry
 from .passes import optimize as run_passes
 from .passes.dce import eliminate_dead_code
 from .transforms.forward import forward
-from .transforms.reverse import reverse
+from .transforms.reverse import keep_tapes, reverse
 from . import backends
 from .backends.cupy import Fusion
 from .passes.fusion import find_groups
@@ -97,6 +97,8 @@ def transform(fn, args, wrt, mode, optimize=True, trace=None, order="forward mod
                    inplace="fused" if backend.fused else True)
     elif mode in ("grad", "pullback", "jvp"):
         eliminate_dead_code(ir_function)
+    if mode == "pullback":
+        keep_tapes(ir_function)
     fusion = None
     if backend.fused:
         blocks = [ir_function.body] + ([ir_function.pullback] if mode in ("grad", "pullback")

@@ -206,6 +206,12 @@ def push(stack, value):
     return stack
 
 
+def fresh_tape(tape):
+    """A copy of a loop tape (and of the tapes of inner loops inside it) for one run of a
+    pullback: popping it leaves the original for the next call of the same pullback."""
+    return [fresh_tape(entry) if type(entry) is list else entry for entry in tape]
+
+
 def raise_error(exc):
     raise exc
 

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 import diffsrc as ds
 
 try:
-    from gradcheck import arrays, check_grad, floats, nonzero_floats
+    from gradcheck import arrays, check_grad, floats, nonzero_floats, numeric_grad
 except ImportError:  # tests/ turned into a package
-    from tests.gradcheck import arrays, check_grad, floats, nonzero_floats
+    from tests.gradcheck import arrays, check_grad, floats, nonzero_floats, numeric_grad
 
 HYP = settings(max_examples=25, deadline=None)
 EXACT = dict(rel=1e-12, abs=1e-12)
@@ -605,3 +605,23 @@ def test_long_loop_runs_in_reasonable_memory_and_time():
     # fixed point of y = sin(y) + 0.35: derivative converges
     g2 = ds.grad(for_range)(0.7, 20001)
     assert g == pytest.approx(g2, rel=1e-3, abs=1e-6)
+
+
+def nested_loops(x, w):
+    for i in range(3):
+        for j in range(2):
+            x = np.tanh(w * x + 0.1 * j)
+    return x
+
+
+@pytest.mark.parametrize("fn", [nested_loops])
+def test_a_pullback_can_run_again_after_its_loops_popped_their_tapes(fn):
+    x, w = np.array([0.5, -0.2]), 0.7
+    y, back = ds.pullback(fn, x, w)
+    first = back(np.ones(2))
+    second = back(np.array([2.0, -1.0]))
+    third = back(np.ones(2))
+    np.testing.assert_allclose(third[0], first[0], rtol=0, atol=0)
+    assert third[1] == first[1]
+    expected = numeric_grad(lambda x_: np.sum(fn(x_, w) * np.array([2.0, -1.0])), (x,), 0)
+    np.testing.assert_allclose(second[0], expected, rtol=1e-6, atol=1e-8)

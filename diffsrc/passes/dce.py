@@ -151,8 +151,21 @@ def _contains_effect(op):
 
 
 def _pushes(fn, stack):
-    return [op for block in _blocks(fn) for op in walk_ops(block)
-            if op.opname == "push" and op.args[0] is stack]
+    """The pushes whose values a pop from `stack` gets back. An inner loop's tape is
+    itself popped from the outer tape in the pullback: its pushes are those onto the
+    forward tapes that the outer pushes saved."""
+    ops = [op for block in _blocks(fn) for op in walk_ops(block)]
+    made_by = {r.id: op for op in ops for r in op.results}
+
+    def pushes(tape):
+        found = [op for op in ops if op.opname == "push" and op.args[0] is tape]
+        source = made_by.get(tape.id)
+        if source is not None and source.opname == "pop":
+            k = source.results.index(tape)
+            for outer in pushes(source.args[0]):
+                found += pushes(outer.args[1 + k])
+        return found
+    return pushes(stack)
 
 
 def _sweep(fn, live, live_ops):

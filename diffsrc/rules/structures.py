@@ -66,6 +66,7 @@ def _is_number(a):
 
 register(runtime.unbroadcast, meta={"lower": _lower_unbroadcast})
 register(runtime.raise_error, effect=True)
+register(runtime.fresh_tape, nondiff=True)
 register(slice, foldable=True, nondiff=True)
 
 

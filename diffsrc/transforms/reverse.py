@@ -434,3 +434,21 @@ def reverse(fn, wrt_indices, seeded=None):
     fn.pullback = block
     fn.wrt = list(wrt_indices)
     return fn
+
+
+def keep_tapes(fn):
+    """A pullback returned to the caller may run more than once: each run pops a fresh
+    copy of the tapes the forward loops filled. Runs after the passes, which pair every
+    pop with its pushes through the tape value."""
+    stacks = [op.result for op in fn.body.ops if op.opname == "stack"]
+    if not stacks:
+        return fn
+    builder = Builder(fn.pullback, fn.pullback.ops[0].loc if fn.pullback.ops else None)
+    copies = {}
+    for stack in stacks:
+        copies[stack] = builder.call(runtime.fresh_tape, [stack], hint=stack.hint)
+    fresh = fn.pullback.ops[-len(stacks):]
+    del fn.pullback.ops[-len(stacks):]
+    fn.pullback.ops[:0] = fresh
+    substitute(Block(ops=fn.pullback.ops[len(stacks):]), copies)
+    return fn
