@@ -1,5 +1,7 @@
 """Every example's --smoke mode, run as its own command, checked on what it prints.
 
+With DIFFSRC_TEST_DEVICE=gpu every example runs with `--device gpu` (CuPy).
+
 The six examples start together (each in its own process, one BLAS thread
 each) the first time a test asks for one; each test then asserts on the
 figures its example printed and on the plots it saved.
@@ -57,6 +59,8 @@ def runs(out_dir):
         command = [sys.executable, os.path.join(EXAMPLES, f"{name}.py"), "--smoke"]
         if name in PLOTTING:
             command += ["--out", out_dir]
+        if os.environ.get("DIFFSRC_TEST_DEVICE") == "gpu":     # as in gradcheck.py
+            command += ["--device", "gpu"]
         procs[name] = subprocess.Popen(
             command, cwd=ROOT,
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
