@@ -35,6 +35,8 @@ class Compiled:
 
     def __init__(self, function, source, filename, line_locs, ir_function):
         self.plain_floats = False
+        self.scalar_output = False            # proved at transform time (grad only)
+        self.output_count = 1
         self.backend, self.fusion = backends.NUMPY, None
         self.function = function
         self.source = source
@@ -238,7 +240,7 @@ _SCALARS = (float, int, bool, np.float64, np.float32, np.float16, np.int64, np.i
 def _fast_key(args):
     """A cheap cache key for arrays, scalars, and dicts/lists/tuples of them (else None)."""
     try:
-        return tuple([(a.dtype.num, a.shape) if type(a) is np.ndarray else _kind(a)
+        return tuple([(a.dtype, a.shape) if type(a) is np.ndarray else _kind(a)
                       for a in args])
     except _Unkeyed:
         return None
@@ -270,6 +272,14 @@ def _shapes_of(trees, args):
     """The shape and dtype of every array leaf: what specialised code is fixed to."""
     return tuple((leaf.shape, leaf.dtype.str) if hasattr(leaf, "shape") else type(leaf)
                  for tree, arg in zip(trees, args) for leaf in leaves_of(tree, arg))
+
+
+def _known_scalar(fn):
+    """Whether shape specialisation proved the (first) output a single number, so calls
+    need not check it."""
+    info = getattr(fn, "shape_info", {}).get(fn.body.ops[-1].args[0].id)
+    return info is not None and (info.kind in ("scalar", "float") or (
+        info.kind == "array" and int(np.prod(info.shape)) == 1))
 
 
 def _returns_python_floats(compiled, args, wrt):
@@ -352,6 +362,8 @@ class GradientFunction:
                                      has_aux=self.has_aux)
                 compiled.plain_floats = _returns_python_floats(compiled, args, self.wrt) and (
                     self.single or len(self.wrt) > 1) and not self.has_aux
+                compiled.output_count = len(compiled.ir.body.ops[-1].args)
+                compiled.scalar_output = _known_scalar(compiled.ir)
                 _global_cache[gkey] = compiled
             self.cache[key] = compiled
         if optimize and self.last is None:
@@ -375,9 +387,9 @@ class GradientFunction:
         if compiled.plain_floats:
             return (value, grads) if self.with_value else grads
         if self.has_aux:
-            loss, *aux = value if len(compiled.ir.body.ops[-1].args) > 1 else (value,)
+            loss, *aux = value if compiled.output_count > 1 else (value,)
             value = loss
-        if type(value) is not float and np.size(value) != 1:
+        if not compiled.scalar_output and type(value) is not float and np.size(value) != 1:
             code = getattr(self.fn, "__code__", None) or self.fn.__call__.__code__
             raise NonScalarOutputError(
                 f"grad needs a scalar output; {getattr(self.fn, '__name__', 'f')} returned shape "
