@@ -1076,8 +1076,11 @@ def linspace_adjoint(g, start, stop, num=50, endpoint=True, axis=0, which=0):
 
 
 def item_adjoint(g, x):
-    """The adjoint of `x.item()` / `float(x)` for a size-1 array: `g` shaped like x."""
-    return np.broadcast_to(_float_like(g, x), np.shape(x)) * 1
+    """The adjoint of `x.item()` / `float(x)` for a size-1 array: `g` shaped like x (a
+    fresh array, also for a 0-d x); for a number x, `g` itself."""
+    if not hasattr(x, "shape"):
+        return g
+    return _float_like(g, x).reshape(x.shape).copy()
 
 
 def clip_bound_adjoint(g, x, low, high, which):

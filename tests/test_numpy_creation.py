@@ -161,8 +161,6 @@ def constant_generator_draw(mu):
     return np.sum(RNG.normal(mu, 1.0) * 0.0 + mu)
 
 
-@pytest.mark.xfail(strict=True, reason="core: a bound method of a constant np.random.Generator "
-                   "with differentiated parameters is not found in the registry (error)")
 def test_constant_generator_draw_with_differentiated_parameters_is_a_constant():
     np.testing.assert_array_equal(ds.grad(constant_generator_draw)(np.ones(2)), np.ones(2))
 
@@ -171,8 +169,27 @@ def float_of_array(x):
     return float(x) * 2.0
 
 
-@pytest.mark.xfail(strict=True, reason="core: float(x) of a 0-d array argument gives a Python "
-                   "float gradient instead of a 0-d array")
 def test_float_of_a_zero_dimensional_array_keeps_the_gradient_an_array():
     g = ds.grad(float_of_array)(np.array(1.5))
     assert isinstance(g, np.ndarray) and g.shape == () and g == 2.0
+
+
+C = np.linspace(0.5, 2.0, 4)
+M = np.arange(12.0).reshape(3, 4) / 10.0
+
+
+def constant_array_methods(x):
+    return out(M.dot(x) * C.sum() + C.reshape(1, 4).dot(x * x))
+
+
+def test_methods_of_a_constant_array_with_differentiated_arguments():
+    check_grad(constant_array_methods, (random_array((4,), 3),))
+
+
+def item_of_zero_dimensional(x):
+    return x.item() ** 2
+
+
+def test_item_of_a_zero_dimensional_array_keeps_the_gradient_an_array():
+    g = check_grad(item_of_zero_dimensional, (np.array(1.5),))
+    assert isinstance(g, np.ndarray) and g.shape == ()

@@ -1139,6 +1139,9 @@ class Lowerer:
                 return self.container_method(f.receiver, f.name, args, kwargs)
             return self.call(Static(f.func), [f.receiver] + list(args), kwargs)
         if isinstance(f, MethodRef):
+            if f.name in ("sum", "prod", "max", "min", "mean") and {"where", "initial"} & set(
+                    kwargs):    # as np.sum(x, ...): CuPy's methods take no where=/initial=
+                return self.call(Static(getattr(np, f.name)), [f.receiver] + list(args), kwargs)
             method = Method(f.name)
             if registry.lookup(method) is not None:
                 return self.primitive(method, [f.receiver] + list(args), kwargs)
@@ -1150,6 +1153,9 @@ class Lowerer:
             raise self.error(UnsupportedSyntaxError,
                              f"calling {describe(f)}, a value computed at run time")
         fn = f.value
+        method = bound_method_rule(fn)
+        if method is not None:
+            return self.primitive(method, [Static(fn.__self__)] + list(args), kwargs)
         special = SPECIAL_CALLS.get(_hashable(fn))
         if special is not None:
             return special(self, args, kwargs)
@@ -1383,6 +1389,20 @@ def is_view_op(fn, values):
         return fn.name in VIEW_METHODS
     return getattr(fn, "__name__", None) in VIEW_FUNCTIONS and (
         getattr(np, fn.__name__, None) is fn or "stride_tricks" in getattr(fn, "__module__", ""))
+
+
+METHOD_RECEIVERS = (np.ndarray, np.generic, np.random.Generator)
+
+
+def bound_method_rule(fn):
+    """`C.dot` or `rng.normal` of a constant array or Generator: the rule registered for
+    the method (as for a run-time receiver), so a differentiated argument is seen."""
+    receiver = getattr(fn, "__self__", None)
+    name = getattr(fn, "__name__", None)
+    if not isinstance(receiver, METHOD_RECEIVERS) or not isinstance(name, str):
+        return None
+    method = Method(name)
+    return method if registry.lookup(method) is not None else None
 
 
 def leaves_in(a):

@@ -2,7 +2,7 @@
 import builtins
 
 from .registry import adjoint_rule, diagonal, linear, nondifferentiable, register, tangent_rule
-from ..runtime import sum_items_adjoint, unbroadcast
+from ..runtime import item_adjoint, sum_items_adjoint, unbroadcast
 
 register(builtins.abs, emit="abs", foldable=True)
 register(float, emit="float", foldable=True)
@@ -19,8 +19,14 @@ register(list, result_kind="list")
 register(tuple, result_kind="tuple")
 
 
-@adjoint_rule(float, complex)
+@adjoint_rule(float)
 def float_adjoint(y_bar, y, x):
+    """float(x) of a size-1 array: the adjoint has x's shape (a number for a number)."""
+    return (item_adjoint(y_bar, x),)
+
+
+@adjoint_rule(complex)
+def complex_adjoint(y_bar, y, x):
     return (y_bar,)
 
 
