@@ -45,16 +45,18 @@ class Backend:
     def bind(self, namespace):
         """Point the generated code's `np` at this backend's module (on CuPy, CuPy with
         NumPy's API where the two differ: backends/cupy_numpy.py); captured NumPy
-        float and bool arrays (weights, masks) move to the device once, here, not on
-        every call: CuPy refuses host operands. Integer ones stay: they are axes and
-        indices, which CuPy takes from the host."""
+        arrays (weights, masks, and integer ones: `np.r_[0:10]` ranges are operands as
+        often as indices) move to the device once, here, not on every call: CuPy refuses
+        host operands, and takes device index arrays as readily as host ones. The one
+        host-only use of an integer array, `np.repeat`'s counts, is translated back in
+        cupy_numpy.py and runtime.unrepeat."""
         if self.name == "numpy":
             return namespace
         from .cupy_numpy import namespace as cupy_namespace
         xp = self.module()
         namespace["np"] = cupy_namespace(xp)
         for name, value in list(namespace.items()):
-            if type(value) is np.ndarray and value.dtype.kind in "bfc":
+            if type(value) is np.ndarray and value.dtype.kind in "biufc":
                 namespace[name] = xp.asarray(value)
         return namespace
 

@@ -188,10 +188,27 @@ def namespace(cp):
     linalg.svd = named(cp.linalg.svd, SVDResult)
 
     def solve(a, b):
-        if b.ndim == 1 and a.ndim > 2:          # NumPy 2: a 1-D b is one vector
-            return cp.linalg.solve(a, b[..., None])[..., 0]
-        return cp.linalg.solve(a, b)
+        """NumPy 2's solve: a 1-D b is one vector, any other b a stack of (M, K)
+        matrices, and the stack dimensions of a and b broadcast (CuPy's solve needs
+        them equal)."""
+        a, b = as_array(a), as_array(b)
+        vector = b.ndim == 1
+        if vector:
+            b = b[:, None]
+        batch = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+        if a.shape[:-2] != batch:
+            a = cp.ascontiguousarray(cp.broadcast_to(a, batch + a.shape[-2:]))
+        if b.shape[:-2] != batch:
+            b = cp.ascontiguousarray(cp.broadcast_to(b, batch + b.shape[-2:]))
+        x = cp.linalg.solve(a, b)
+        return x[..., 0] if vector else x
     linalg.solve = solve
+
+    def repeat(a, repeats, axis=None):
+        if isinstance(repeats, cp.ndarray) and repeats.ndim:   # CuPy takes host counts only
+            repeats = repeats.tolist()
+        return cp.repeat(a, repeats, axis)
+    ns.repeat = repeat
     _built[cp.__name__] = ns
     return ns
 
