@@ -137,10 +137,17 @@ def test_lambdas(f):
     check_grad(f, (0.7,), 0)
 
 
-@pytest.mark.xfail(strict=True, reason="diffsrc: map(lambda ..., xs) -> TransformError 'function "
-                   "<lambda> cannot be used as a run-time value here'")
 def test_lambda_map():
     check_grad(lambda_map, ([0.5, -1.0, 2.0],), 0)
+
+
+def map_over_arrays(x, y):
+    c = np.sum(y)
+    return np.sum(np.array(list(map(lambda a, b: np.sin(a) * b * c, x, y))))
+
+
+def test_map_of_two_arrays_is_a_loop():
+    check_grad(map_over_arrays, (R.standard_normal(4), R.standard_normal(4)), (0, 1))
 
 
 def test_grad_of_lambda_directly():

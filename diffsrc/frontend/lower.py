@@ -1695,6 +1695,8 @@ def _sequence(kind):
             return kind(tuple(Static(i) for i in range(a.start.value, a.stop.value, a.step.value)))
         if isinstance(a, RangeS):
             a = low.opaque(range, [a.start, a.stop, a.step], {})     # tuple(range(x.ndim))
+        if isinstance(a, Value) and a.kind == "list" and kind is ListS:
+            return a                           # lists are values here: list(xs) is xs
         if isinstance(a, Value):
             return low.primitive(list if kind is ListS else tuple, [a], {},
                                  kind="list" if kind is ListS else None)
@@ -1754,6 +1756,44 @@ def _reversed(low, args, kwargs):
     return ListS(tuple(reversed(low.iterate_static(a, None))))
 
 
+def _map(low, args, kwargs):
+    """map(f, xs, ys) is lowered as the comprehension [f(x, y) for x, y in zip(xs, ys)]:
+    a lambda or nested def is inlined per item, over a structure or a run-time array."""
+    if kwargs or len(args) < 2:
+        raise low.error(TransformError, "map() takes a function and at least one iterable")
+    names = [f"_map{next(low.fresh)}" for _ in range(2 * len(args))]
+    fn, iterables, items = names[0], names[1:len(args)], names[len(args) + 1:]
+    bound = dict(zip([fn] + iterables, args))
+    if len(iterables) == 1:
+        source = f"[{fn}({items[0]}) for {items[0]} in {iterables[0]}]"
+    else:
+        bound[names[len(args)]] = Static(zip)
+        source = (f"[{fn}({', '.join(items)}) for ({', '.join(items)}) in "
+                  f"{names[len(args)]}({', '.join(iterables)})]")
+    node = gast.parse(source).body[0].value
+    for part in gast.walk(node):
+        gast.copy_location(part, low.node)
+    low.frame.env.update(bound)
+    try:
+        return low.expr(node)
+    finally:
+        for name in names:
+            low.frame.env.pop(name, None)
+
+
+def _sorted(low, args, kwargs):
+    """sorted() of dict keys or other constants is known at transform time."""
+    items = args[0]
+    if (is_structure(items) or isinstance(items, Static)) and all(
+            is_constant(a) for a in kwargs.values()):
+        parts = low.iterate_static(items, None)
+        if all(isinstance(p, Static) for p in parts):
+            ordered = sorted((p.value for p in parts),
+                             **{k: to_python(v) for k, v in kwargs.items()})
+            return ListS(tuple(Static(v) for v in ordered))
+    return low.opaque(sorted, args, kwargs)
+
+
 def _print(low, args, kwargs):
     return low.opaque(print, args, kwargs)
 
@@ -1763,7 +1803,8 @@ SPECIAL_CALLS = {registry.is_constant: lambda low, args, kwargs: Static(isinstan
                  range: _range, len: _len, builtins.sum: _sum, builtins.min: _minmax(min),
                  builtins.max: _minmax(max), isinstance: _isinstance, list: _sequence(ListS),
                  tuple: _sequence(TupleS), dict: _dict, getattr: _getattr, hasattr: _hasattr,
-                 zip: _zip, enumerate: _enumerate, reversed: _reversed, print: _print}
+                 zip: _zip, enumerate: _enumerate, reversed: _reversed, map: _map, sorted: _sorted,
+                 print: _print}
 
 
 # ------------------------------------------------------------------ entry point
