@@ -390,10 +390,22 @@ def test_recursion():
     check_grad(fib_like, (0.7, 4), 0)
 
 
-@pytest.mark.xfail(strict=True, reason="diffsrc: recursive function defined inside the "
-                   "differentiated function -> TransformError 'recursive nested function'")
 def test_nested_recursive_def():
     check_grad(nested_recursion_closure, (0.7,), 0)
+
+
+def nested_recursion_on_argument(x, n):
+    def rec(k, acc):
+        if k == 0:
+            return acc
+        return rec(k - 1, acc * x)
+    return rec(n, 1.0)
+
+
+def test_nested_recursion_on_a_run_time_depth_is_a_clear_error():
+    with pytest.raises(ds.errors.TransformError, match=r"test_peer_style_python\.py:\d+: "
+                       r"nested function rec calls itself"):
+        ds.grad(nested_recursion_on_argument)(0.7, 3)
 
 
 # ---------------------------------------------------------------------------

@@ -247,10 +247,17 @@ class Lowerer:
         return self.b.call(fn, values, hint=fn.__name__)
 
     def call_funcs(self, f, args, kwargs, want_first=False):
-        key = f.parsed.node
-        if key in self.inlining:
-            raise self.error(TransformError, f"recursive nested function {f.parsed.name} is "
-                             "not supported; define it at module level")
+        """Inline a nested function or lambda. One that calls itself is expanded while
+        its compile-time arguments change (a depth fixed at transform time); it has no
+        function object of its own to keep a run-time recursive call to."""
+        key = (f.parsed.node, static_signature(list(args) + list(kwargs.items())))
+        active = [k for k in self.inlining if isinstance(k, tuple) and k[0] is key[0]]
+        if key in active or len(active) >= MAX_NESTED_RECURSION:
+            reason = "with the same compile-time arguments (its depth depends on run-time " \
+                "values)" if key in active else f"more than {MAX_NESTED_RECURSION} levels deep"
+            raise self.error(TransformError, f"nested function {f.parsed.name} calls itself "
+                             f"{reason}; define it at module level (a recursive call stays a "
+                             "call there)")
         self.inlining.append(key)
         try:
             return self.inline(f.parsed, args, kwargs, f.defaults, f.kw_defaults, f.frame,
@@ -1389,6 +1396,24 @@ def is_view_op(fn, values):
         return fn.name in VIEW_METHODS
     return getattr(fn, "__name__", None) in VIEW_FUNCTIONS and (
         getattr(np, fn.__name__, None) is fn or "stride_tricks" in getattr(fn, "__module__", ""))
+
+
+MAX_NESTED_RECURSION = 64
+
+
+def static_signature(a):
+    """What a call's arguments fix at transform time (run-time values all look alike)."""
+    if isinstance(a, (list, tuple)):
+        return tuple(static_signature(x) for x in a)
+    if isinstance(a, Static):
+        value = a.value
+        return (type(value), value) if isinstance(value, SCALAR_STATIC) else id(value)
+    if isinstance(a, Value):
+        return Value
+    if is_structure(a):
+        keys = a.keys if isinstance(a, DictS) else a.names if isinstance(a, ObjS) else ()
+        return (type(a), keys, static_signature(children(a)))
+    return id(a)
 
 
 METHOD_RECEIVERS = (np.ndarray, np.generic, np.random.Generator)
