@@ -29,8 +29,6 @@ HYP = settings(max_examples=10, deadline=None)
 R = np.random.default_rng(5)
 SCALE = 1.7
 OFFSETS = np.array([0.5, -0.25, 1.0])
-NESTED = ("diffsrc: ds.grad of a lambda/nested def created inside differentiated code -> "
-          "UnsupportedSyntaxError 'ds.grad of a nested function or lambda inside differentiated code'")
 
 
 # ---------------------------------------------------------------------------
@@ -646,9 +644,33 @@ def inner_grad_in_outer(x):
     return x * ds.grad(inner_fun)(2.0)
 
 
-@pytest.mark.xfail(strict=True, reason=NESTED)
 def test_grad_inside_differentiated_function():
     assert ds.grad(inner_grad_in_outer)(1.5) == pytest.approx(3.0)
+
+
+def inner_grad_of_nested_def(x, w):
+    params = {"w": w}
+
+    def loss(v, scale=2.0):
+        return scale * np.sum(np.sin(params["w"] * v) * x[0])
+    g = ds.grad(loss, wrt="v")(x)
+    value, g2 = ds.value_and_grad(lambda t: np.sum(w * t ** 2))(x)
+    return np.sum(g * g) + value * np.sum(g2)
+
+
+def test_grad_of_a_nested_def_capturing_arguments():
+    check_grad(inner_grad_of_nested_def, (R.standard_normal(3), R.standard_normal(3)), (0, 1))
+
+
+def inner_grad_using_a_lambda(x):
+    h = lambda y: y * y       # noqa: E731
+    return ds.grad(lambda y: h(y) * x)(1.0)
+
+
+def test_grad_of_a_lambda_calling_a_lambda_is_a_clear_error():
+    with pytest.raises(ds.errors.UnsupportedSyntaxError,
+                       match=r"test_peer_style_python\.py:\d+: ds.grad of function <lambda>"):
+        ds.grad(inner_grad_using_a_lambda)(1.0)
 
 
 def test_hessian_vector_product_by_grad_of_grad():

@@ -7,6 +7,7 @@ operator overloads are inlined; a call back into a function that is already
 being inlined (recursion) stays a call. Conditions known at transform time pick
 their branch; everything else becomes structured `if` / `for` / `while` ops.
 """
+import ast
 import builtins
 import dataclasses
 import functools
@@ -29,7 +30,7 @@ from .. import runtime
 from .abstract import (UNDEFINED, BoundS, DictS, EnumerateS, FuncS, ListS, MethodRef, ObjS,
                        RangeS, Static, TupleS, ZipS, children, is_structure, rebuild,
                        same_shape)
-from .parse import ParsedFunction, parse_function
+from .parse import ParsedFunction, parse_function, remember_parsed
 from .trees import Tree, tree_of
 
 BINOPS = {gast.Add: operator.add, gast.Sub: operator.sub, gast.Mult: operator.mul,
@@ -1196,6 +1197,16 @@ class Lowerer:
         if fn.__name__ not in ("grad", "value_and_grad", "jvp", "hvp"):
             raise self.error(UnsupportedSyntaxError, f"ds.{fn.__name__} inside differentiated "
                              "code is not supported")
+        if fn.__name__ != "jvp" and args and isinstance(args[0], FuncS) and \
+                all(is_constant(a) for a in list(args[1:]) + list(kwargs.values())):
+            lifted, captured = self.lift(args[0])
+            options = {k: to_python(v) for k, v in kwargs.items()}
+            if len(args) > 1:
+                options["wrt"] = to_python(args[1])
+            wrt = options.get("wrt", 0)
+            shift = lambda w: w + 1 if isinstance(w, int) and w >= 0 else w   # noqa: E731
+            options["wrt"] = tuple(map(shift, wrt)) if isinstance(wrt, tuple) else shift(wrt)
+            return BoundS(fn(lifted, **options), captured)
         if not all(is_constant(a) for a in list(args) + list(kwargs.values())):
             raise self.error(UnsupportedSyntaxError,
                              f"ds.{fn.__name__} of a nested function or lambda inside "
@@ -1203,6 +1214,73 @@ class Lowerer:
                              "pass the values it needs as arguments")
         return Static(fn(*[to_python(a) for a in args],
                          **{k: to_python(v) for k, v in kwargs.items()}))
+
+    def lift(self, f):
+        """A nested function or lambda as a function of its own, with the run-time values it
+        captures passed first as one tuple: ds.grad can then transform it like any other,
+        and calling its gradient here inlines the generated code (the closure property)."""
+        node = f.parsed.node
+        arguments = node.args
+        params = {p.id for p in list(arguments.posonlyargs) + list(arguments.args) +
+                  list(arguments.kwonlyargs) + [arguments.vararg, arguments.kwarg] if p}
+        body = node.body if isinstance(node, gast.FunctionDef) else [
+            gast.Return(value=node.body)]
+        local = set(assigned_names(body))
+        namespace, captured = dict(f.parsed.globals), []
+        for name in dict.fromkeys(n.id for n in gast.walk(node) if isinstance(n, gast.Name)
+                                  and isinstance(n.ctx, gast.Load)):
+            if name in params or name in local:
+                continue
+            try:
+                held = f.frame.lookup(name)
+            except KeyError:
+                continue
+            if isinstance(held, Static):
+                namespace[name] = held.value
+            elif isinstance(held, Value) or is_structure(held):
+                captured.append((name, held))
+            else:
+                raise self.error(UnsupportedSyntaxError, f"ds.grad of {describe(f)}, which "
+                                 f"uses {describe(held)} from the enclosing function")
+        if not all(isinstance(d, Static) for d in f.defaults) or not all(
+                d is None or isinstance(d, Static) for d in f.kw_defaults):
+            raise self.error(UnsupportedSyntaxError, f"ds.grad of {describe(f)} whose default "
+                             "values are computed at run time")
+        pack = f"_captured{next(self.fresh)}"
+        unpack = [gast.Assign(targets=[gast.Tuple(elts=[
+            gast.Name(id=n, ctx=gast.Store(), annotation=None, type_comment=None)
+            for n, _ in captured], ctx=gast.Store())], value=gast.Name(
+                id=pack, ctx=gast.Load(), annotation=None, type_comment=None),
+            type_comment=None)] if captured else []
+        first = gast.Name(id=pack, ctx=gast.Param(), annotation=None, type_comment=None)
+        lifted_args = gast.arguments(args=[first] + list(arguments.args),
+                                     posonlyargs=list(arguments.posonlyargs),
+                                     vararg=arguments.vararg, kwonlyargs=arguments.kwonlyargs,
+                                     kw_defaults=[None] * len(arguments.kwonlyargs),
+                                     kwarg=arguments.kwarg,
+                                     defaults=[gast.Constant(value=None, kind=None)
+                                               for _ in arguments.defaults])
+        name = "lambda_" if isinstance(node, gast.Lambda) else node.name
+        lifted = gast.FunctionDef(name=name, args=lifted_args, body=unpack + list(body),
+                                  decorator_list=[], returns=None, type_comment=None,
+                                  type_params=[])
+        for part in gast.walk(lifted):
+            if not hasattr(part, "lineno"):
+                gast.copy_location(part, node)
+        stub = gast.FunctionDef(name=name, args=lifted_args, body=[gast.Pass()],
+                                decorator_list=[], returns=None, type_comment=None,
+                                type_params=[])
+        module = ast.fix_missing_locations(gast.gast_to_ast(gast.Module(body=[stub],
+                                                                        type_ignores=[])))
+        exec(compile(module, f.parsed.filename, "exec"), namespace)
+        function = namespace.pop(name)
+        function.__defaults__ = tuple(d.value for d in f.defaults) or None
+        function.__kwdefaults__ = {k.id: d.value for k, d in zip(arguments.kwonlyargs,
+                                                                 f.kw_defaults)
+                                   if d is not None} or None
+        remember_parsed(function, ParsedFunction(lifted, f.parsed.filename,
+                                                 f.parsed.line_offset, namespace, {}))
+        return function, TupleS(tuple(held for _, held in captured))
 
     def call_transformed(self, gradient, args, kwargs):
         """Calling a gradient function: its generated source is read and inlined like any
