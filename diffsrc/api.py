@@ -201,21 +201,30 @@ def _as_float_like(grad, arg):
     if isinstance(grad, np.ndarray) and not grad.flags.writeable:
         return grad.copy()
     if isinstance(grad, (dict, list, tuple)) or hasattr(grad, "__dict__"):
-        return _owned(grad)
+        return _owned(grad, arg)
     return grad
 
 
-def _owned(tree):
+def _owned(tree, like=None):
+    """`tree` with its read-only arrays copied; where `like` (the argument) has a float
+    leaf, a 0-d array gradient (CuPy's) becomes a float, as at the top level."""
     if isinstance(tree, np.ndarray):
         return tree if tree.flags.writeable else tree.copy()
+    if isinstance(like, float) and getattr(tree, "ndim", None) == 0:
+        return float(tree)
     if isinstance(tree, dict):
-        return {k: _owned(v) for k, v in tree.items()}
+        get = like.get if isinstance(like, dict) else lambda k: None
+        return {k: _owned(v, get(k)) for k, v in tree.items()}
     if isinstance(tree, list):
-        return [_owned(v) for v in tree]
+        return [_owned(v, l) for v, l in zip(tree, _items(like, len(tree)))]
     if isinstance(tree, tuple):
-        items = [_owned(v) for v in tree]
+        items = [_owned(v, l) for v, l in zip(tree, _items(like, len(tree)))]
         return type(tree)(*items) if hasattr(tree, "_fields") else tuple(items)
     return tree
+
+
+def _items(like, n):
+    return like if isinstance(like, (list, tuple)) and len(like) == n else [None] * n
 
 
 def _closure_key(fn):

@@ -152,6 +152,30 @@ def _device_index(index, xp):
     return xp.asarray(index) if isinstance(index, (np.ndarray, list)) else index
 
 
+def _first_device_array(x):
+    if isinstance(x, (list, tuple)):
+        for e in x:
+            found = _first_device_array(e)
+            if found is not None:
+                return found
+        return None
+    return x if type(x) is not np.ndarray and hasattr(x, "__cuda_array_interface__") else None
+
+
+def _sequence_array(x):
+    """A (nested) list or tuple as one array: on the device, stacked, when it holds CuPy
+    arrays (NumPy cannot convert them: it would need an implicit copy to the host)."""
+    device = _first_device_array(x)
+    if device is None:
+        return np.asarray(x)
+    xp = array_module(device)
+
+    def nested(e):
+        return xp.stack([nested(i) for i in e]) if isinstance(e, (list, tuple)) \
+            else xp.asarray(e)
+    return nested(x)
+
+
 def _eye(n, like):
     """The n x n identity with the dtype and on the device of `like`."""
     xp = np if type(like) is np.ndarray else array_module(like)
@@ -220,6 +244,8 @@ def unreduce(g, x, axis=None, keepdims=False):
     """Spread the adjoint of a reduction over `axis` back over the shape of `x`.
 
     Returns a fresh array with the dtype of `x` (a Python float for a float `x`)."""
+    if isinstance(x, (list, tuple)):
+        x = _sequence_array(x)
     shape = np.shape(x)
     if not shape and not hasattr(x, "dtype"):
         return g if type(g) in (float, np.ndarray) or not hasattr(g, "shape") else float(g)
@@ -388,9 +414,16 @@ def with_fields(obj, **fields):
 # Like the helpers above they work on the arrays' own methods and NumPy functions that
 # dispatch on their arguments, so the same text runs on CuPy arrays.
 # --------------------------------------------------------------------------------------
-def _arr(g):
-    """A Python number adjoint (the seed of a 0-d output) as a 0-d array."""
-    return g if hasattr(g, "ndim") else np.asarray(g)
+def _arr(g, *like):
+    """A Python number adjoint (the seed of a 0-d output) as a 0-d array, on the device
+    of the first CuPy array among `like` (CuPy refuses a host 0-d array as an operand)."""
+    if hasattr(g, "ndim"):
+        return g
+    for x in like:
+        if type(x) is np.ndarray or not hasattr(x, "__cuda_array_interface__"):
+            continue                   # (read as source too: hvp of a helper folds this)
+        return array_module(x).asarray(g)
+    return np.asarray(g)
 
 
 def _axes_tuple(axis, ndim):
@@ -650,6 +683,8 @@ def unrepeat(g, x, repeats, axis=None):
         summed = moved.reshape(moved.shape[:-1] + (n, r)).sum(axis=-1)
         out = np.moveaxis(summed, -1, axis_)
     else:
+        if type(repeats) is not np.ndarray and hasattr(repeats, "__cuda_array_interface__"):
+            repeats = repeats.get()             # a device constant: counts are host data
         owners = np.repeat(np.arange(n), repeats)
         out = untake(g, base, owners, axis_)
     return out.reshape(shape)
@@ -755,7 +790,7 @@ def _mT(a):
 
 def tensordot_adjoint(g, a, b, axes=2, which=0):
     """The adjoint of `a` (which=0) or `b` (which=1) in `np.tensordot(a, b, axes)`."""
-    g = _arr(g)
+    g = _arr(g, a, b)
     if isinstance(axes, (int, np.integer)):
         a_axes = list(range(a.ndim - axes, a.ndim))
         b_axes = list(range(axes))
@@ -785,7 +820,7 @@ def tensordot_adjoint(g, a, b, axes=2, which=0):
 
 def inner_adjoint(g, a, b, which=0):
     """The adjoint of `a` (which=0) or `b` (which=1) in `np.inner(a, b)`."""
-    g = _arr(g)
+    g = _arr(g, a, b)
     if np.ndim(a) == 0 or np.ndim(b) == 0:
         other = b if which == 0 else a
         return unbroadcast(g * other, a if which == 0 else b)
@@ -797,7 +832,7 @@ def inner_adjoint(g, a, b, which=0):
 
 def kron_adjoint(g, a, b, which=0):
     """The adjoint of `a` (which=0) or `b` (which=1) in `np.kron(a, b)`."""
-    g = _arr(g)
+    g = _arr(g, a, b)
     sa, sb = np.shape(a), np.shape(b)
     d = max(len(sa), len(sb))
     fa = (1,) * (d - len(sa)) + tuple(sa)
@@ -855,7 +890,7 @@ def einsum_adjoint(g, subscripts, operands, which):
     labels repeated inside one operand (diagonals, traces) and labels summed inside
     a single operand.
     """
-    g = _arr(g)
+    g = _arr(g, *operands)
     shapes = [np.shape(op) for op in operands]
     inputs, output, ell = _einsum_parse(subscripts, shapes)
     target = inputs[which]
