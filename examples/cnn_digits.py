@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 import diffsrc as ds
-from diffsrc.backends import require_device
+from diffsrc.backends import add_device_option, device_module
 from diffsrc.tree import to_device
 from diffsrc import nn, optim
 
@@ -296,14 +296,10 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=OUT, help="folder for the plots (default examples/out)")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
-                        help="where the network trains and FGSM runs (maps and class images "
-                             "are made on the host): the CPU (NumPy) or the GPU (CuPy)")
+    add_device_option(parser, "where the network trains and FGSM runs (maps and class images "
+                      "are made on the host): the CPU (NumPy) or the GPU (CuPy)")
     args = parser.parse_args(argv)
-    try:
-        require_device(args.device)
-    except ds.DiffsrcError as exc:
-        parser.error(str(exc))
+    device_module(parser, args)
     epochs = args.epochs or 30          # about 6 s: the smoke run keeps the full training
     suffix = "_smoke" if args.smoke else ""
 

@@ -19,7 +19,7 @@ import argparse
 import numpy as np
 
 import diffsrc as ds
-from diffsrc.backends import require_device
+from diffsrc.backends import add_device_option, device_module
 from diffsrc.tree import to_device
 from diffsrc import nn, optim
 
@@ -131,14 +131,10 @@ def train_digits(loss_fn, epochs, seed=0, device="cpu"):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="fewer training epochs")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
-                        help="where the digit classifiers train: the CPU (NumPy arrays) "
-                             "or the GPU (CuPy arrays)")
+    add_device_option(parser, "where the digit classifiers train: the CPU (NumPy arrays) "
+                      "or the GPU (CuPy arrays)")
     args = parser.parse_args(argv)
-    try:
-        require_device(args.device)
-    except ds.DiffsrcError as exc:
-        parser.error(str(exc))
+    device_module(parser, args)
 
     s, y = SCORES, TRUTH
     print("scores:", ", ".join(f"{c} {v}" for c, v in zip(CLASSES, s)), f"; truth {CLASSES[y]}")

@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 import diffsrc as ds
-from diffsrc.backends import require_device
+from diffsrc.backends import add_device_option, device_module
 from diffsrc.tree import to_device
 from diffsrc import nn, optim
 
@@ -206,14 +206,10 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=OUT, help="folder for the plots (default examples/out)")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
-                        help="where the networks train: the CPU (NumPy arrays) "
-                             "or the GPU (CuPy arrays)")
+    add_device_option(parser, "where the networks train: the CPU (NumPy arrays) "
+                      "or the GPU (CuPy arrays)")
     args = parser.parse_args(argv)
-    try:
-        require_device(args.device)
-    except ds.DiffsrcError as exc:
-        parser.error(str(exc))
+    device_module(parser, args)
     epochs = args.epochs or (10 if args.smoke else 60)
 
     data = load_data()

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 import diffsrc as ds
-from diffsrc.backends import require_device, synchronize
+from diffsrc.backends import add_device_option, device_module, synchronize
 from diffsrc.tree import to_device
 
 
@@ -67,14 +67,10 @@ def fmt(seconds):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="small matrices, for the tests")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
-                        help="where both versions and their gradients run: the CPU (NumPy) "
-                             "or the GPU (CuPy arrays)")
+    add_device_option(parser, "where both versions and their gradients run: the CPU (NumPy) "
+                      "or the GPU (CuPy arrays)")
     args = parser.parse_args(argv)
-    try:
-        require_device(args.device)
-    except ds.DiffsrcError as exc:
-        parser.error(str(exc))
+    device_module(parser, args)
     p, q = (20, 30) if args.smoke else (100, 200)     # the course: a (100, 2), b (200, 2)
 
     rng = np.random.default_rng(0)

@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 import diffsrc as ds
-from diffsrc.backends import require_device
+from diffsrc.backends import add_device_option, device_module
 from diffsrc.tree import to_device
 from diffsrc import nn, optim
 
@@ -228,14 +228,10 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--out", default=OUT, help="folder for the plots (default examples/out)")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
-                        help="where the network trains (generation and steering run on the "
-                             "host): the CPU (NumPy arrays) or the GPU (CuPy arrays)")
+    add_device_option(parser, "where the network trains (generation and steering run on the "
+                      "host): the CPU (NumPy arrays) or the GPU (CuPy arrays)")
     args = parser.parse_args(argv)
-    try:
-        require_device(args.device)
-    except ds.DiffsrcError as exc:
-        parser.error(str(exc))
+    device_module(parser, args)
     # Training takes well under a second, so the smoke run keeps the article's
     # settings and only shortens the timing loops.
     epochs = args.epochs or 200

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import diffsrc as ds
-from diffsrc.backends import require_device
+from diffsrc.backends import add_device_option, device_module
 
 
 # ---------------------------------------------------------------- 1. F(a, b)
@@ -110,14 +110,10 @@ def H(a, b):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="same run (it takes a second)")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
-                        help="where sections 1-4 run: Python floats on the CPU, or 0-d "
-                             "CuPy arrays on the GPU (the timings of section 5 use floats)")
+    add_device_option(parser, "where sections 1-4 run: Python floats on the CPU, or 0-d "
+                      "CuPy arrays on the GPU (the timings of section 5 use floats)")
     args = parser.parse_args(argv)
-    try:
-        xp = require_device(args.device)
-    except ds.DiffsrcError as exc:
-        parser.error(str(exc))
+    xp = device_module(parser, args)
     put = float if args.device == "cpu" else xp.asarray    # a number on the device
 
     print("== 1. F(a, b) = a / (1 + b^2)")

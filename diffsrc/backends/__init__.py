@@ -116,6 +116,19 @@ def detect(args, names=()):
     return CUPY if "cupy" in where else NUMPY
 
 
+def add_device_option(parser, help):
+    """The examples' `--device {cpu,gpu}` flag (argparse)."""
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help=help)
+
+
+def device_module(parser, args):
+    """The array module `args.device` asks for; a missing CuPy or GPU is a usage error."""
+    try:
+        return require_device(args.device)
+    except DiffsrcError as exc:
+        parser.error(str(exc))
+
+
 def require_device(device):
     """The array module of `device`: NumPy for "cpu", CuPy for "gpu" (what the examples'
     `--device` flag calls); a DiffsrcError that says what is missing (CuPy, or a CUDA
