@@ -19,7 +19,6 @@
 Exit status 0 when everything passes.
 """
 import argparse
-import math
 import os
 import sys
 

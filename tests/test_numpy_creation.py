@@ -1,7 +1,6 @@
 """Creation and casting inside differentiated functions, and the NumPy functions that
 pass through without a derivative (argmax, shapes, comparisons, random draws)."""
 import numpy as np
-import pytest
 
 from numpy_support import check_grad, ds, out, random_array
 

@@ -21,7 +21,6 @@ import operator
 
 import numpy as np
 
-from ..passes.fusion import BINARY, TERNARY, UNARY  # noqa: F401  (the fusable set)
 
 CTYPES = {"float32": "float", "float64": "double", "bool": "bool", "int32": "int",
           "int64": "long long"}
