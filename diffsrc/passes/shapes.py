@@ -37,7 +37,8 @@ ARITHMETIC = {operator.add, operator.sub, operator.mul, operator.truediv, operat
 SAME_AS = {runtime.unindex: 1, runtime.index_update: 0, runtime.add_into: 0,
            runtime.zeros_like: 0}
 DATA_DEPENDENT = {np.nonzero, np.flatnonzero, np.argwhere, np.unique, np.compress, np.extract,
-                  np.repeat, np.trim_zeros, np.bincount, np.histogram, np.resize}
+                  np.repeat, np.trim_zeros, np.bincount, np.histogram, np.resize,
+                  np.real_if_close, Method("nonzero"), Method("repeat")}
 QUERIES = {np.shape: lambda x: np.shape(x), np.ndim: np.ndim, np.size: np.size, len: len,
            Method("shape", attribute=True): lambda x: x.shape,
            Method("ndim", attribute=True): lambda x: x.ndim,
@@ -296,9 +297,15 @@ def _safe_call(fn, infos):
         return all(_shape_safe_index(p) for p in parts)
     if not _is_safe(fn):
         return False
-    # Outside elementwise arithmetic, a number of unknown value may be a size or an axis.
-    return is_elementwise(fn) or all(i.kind in ("exact", "array", "scalar", "list")
-                                     for i in infos)
+    if is_elementwise(fn):
+        return True
+    # Elsewhere a number of unknown value may be a size, a count or an axis (np.zeros(n),
+    # np.tile(x, reps), np.diag(x, k)): only arrays of data may be unknown.
+    entry = registry.lookup(fn)
+    sizes = entry is not None and entry.meta.get("family") in ("shape", "creation")
+    return all(i.kind in ("exact", "list") or (
+        i.kind in ("array", "scalar") and (i.dtype.kind not in "iub" or (
+            i.shape and not (sizes and k > 0)))) for k, i in enumerate(infos))
 
 
 def is_elementwise(fn):
