@@ -774,3 +774,19 @@ def test_dtype_checks_flow_through():
 def test_nondifferentiable_helpers_match_fd(x, seed):
     check_grad(nd_random_seeded, (x, seed), wrt=0)
     check_grad(nd_mask, (x,), wrt=0)
+
+
+def concatenated_in_a_loop(W, x):
+    hs = []
+    h = x
+    for _ in range(3):
+        h = np.tanh(h @ W)
+        hs = hs + [h, 2.0 * h]           # run-time list + list literal: appends
+    more = [x] + hs                      # literal + run-time list: a concatenation
+    return np.sum(np.stack(more + [x * x]) ** 2)
+
+
+def test_run_time_lists_concatenated_with_plus_match_fd():
+    rng = np.random.default_rng(3)
+    W, x = rng.normal(size=(3, 3)) * 0.5, rng.normal(size=(2, 3))
+    check_grad(concatenated_in_a_loop, (W, x), wrt=(0, 1))

@@ -268,3 +268,47 @@ def test_specialize_is_a_printable_verified_pass():
     optimize(function, trace=lambda name, text: seen.append(name), args=args)
     assert "specialize" in seen and seen[-2:] == ["inplace", "dce after inplace"]
     verify(function)
+
+
+def rnn_like(W, x):
+    h = np.zeros((x.shape[0], W.shape[1]))
+    hs = []
+    for t in range(x.shape[1]):
+        h = np.tanh(x[:, t, :] @ W + h)
+        hs = hs + [h]
+    return np.sum(np.stack(hs, axis=1) ** 2)
+
+
+def conv_pool_like(K, x):
+    n, s = x.shape[0], x.shape[1]
+    cols = []
+    for i in range(2):
+        for j in range(2):
+            cols.append(x[:, i:i + s - 1, j:j + s - 1])
+    y = np.maximum(np.stack(cols, axis=-1) @ K, 0.0)
+    half = (s - 1) // 2
+    windows = np.reshape(y[:, :2 * half, :2 * half], (n, half, 2, half, 2))
+    return np.sum(np.max(windows, axis=(2, 4)) ** 2)
+
+
+LOOP_CASES = {
+    "rnn": (rnn_like, lambda rng, n, m: (rng.normal(size=(3, 3)) * 0.5,
+                                         rng.normal(size=(n, m, 3)))),
+    "conv_pool": (conv_pool_like, lambda rng, n, m: (rng.normal(size=(4,)),
+                                                     rng.normal(size=(n, m + 2, m + 2)))),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOOP_CASES))
+@SETTINGS
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 3), m=st.integers(1, 4))
+def test_specialised_loops_agree_with_general_code_and_finite_differences(case, seed, n, m):
+    fn, make = LOOP_CASES[case]
+    args = make(np.random.default_rng(seed), n, m)
+    with in_place_at_any_size():
+        special = transform(fn, args, (0,), "grad", specialize=True)
+    general = transform(fn, args, (0,), "grad")
+    got, expected = special.function(*args), general.function(*args)
+    assert _close(got, expected)
+    from gradcheck import numeric_grad
+    np.testing.assert_allclose(got[1], numeric_grad(fn, args, 0), rtol=1e-5, atol=1e-6)

@@ -25,7 +25,8 @@ from ..errors import (DiffsrcError, NoRuleError, SourceUnavailableError, Transfo
 from ..ir import Block, Builder, Function, Location, Value
 from ..rules import registry
 from ..rules.registry import Method
-from ..rules.structures import make_dict, make_list, make_tuple, list_append
+from ..rules.structures import (concatenate_sequences, list_append, make_dict, make_list,
+                                make_tuple)
 from .. import runtime
 from .abstract import (UNDEFINED, BoundS, DictS, EnumerateS, FuncS, ListS, MethodRef, ObjS,
                        RangeS, Static, TupleS, ZipS, children, is_structure, rebuild,
@@ -1059,6 +1060,15 @@ class Lowerer:
         if op is operator.mul and isinstance(left, (TupleS, ListS)) and \
                 isinstance(right, Static):
             return type(left)(left.items * right.value)
+        if op is operator.add and _is_list(left) and _is_list(right) and (
+                isinstance(left, Value) or isinstance(right, Value)):
+            if isinstance(right, ListS):              # hs = hs + [h]: appends
+                for item in right.items:
+                    left = self.b.call(list_append, [left, self.value(item)], hint=left.hint,
+                                       kind="list")
+                return left                           # else a concatenation, not arithmetic
+            return self.b.call(concatenate_sequences, [self.value(left), self.value(right)],
+                               kind="list")
         return self.primitive(op, [left, right], {})
 
     def call_dunder(self, obj, name, args):
@@ -2032,6 +2042,12 @@ def _lower_transformed(gradient, args):
     inner.name = gradient.fn.__name__ + "_grad"
     inner.pyfunc = gradient
     return inner
+
+
+def _is_list(a):
+    """A list: built while transforming, or a list value of the running program."""
+    return isinstance(a, ListS) or (isinstance(a, Value) and a.kind == "list") or (
+        isinstance(a, Static) and isinstance(a.value, list))
 
 
 def build_abstract(tree, leaves):

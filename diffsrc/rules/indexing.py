@@ -29,7 +29,7 @@ register(np.select).meta["lower"] = positional(
     np.select, {"condlist": None, "choicelist": None, "default": 0})
 for _helper in (interp_adjoint, unpermute, unsort, untake, untake_along_axis):
     register(_helper)
-register(select_adjoint, result_kind="list")
+register(select_adjoint)      # a list of choice adjoints, or the default's array
 
 
 @adjoint_rule(np.take, Method("take"))

@@ -24,6 +24,12 @@ def list_append(items, item):
     return items + [item]
 
 
+def concatenate_sequences(first, second):
+    """`first + second` for lists or tuples known only at run time."""
+    return first + second
+
+
+register(concatenate_sequences)
 register(make_tuple, result_kind="tuple")
 register(make_list, result_kind="list")
 register(make_dict, result_kind="dict")
@@ -85,6 +91,11 @@ def list_append_adjoint(y_bar, y, items, item):
     return y_bar[:-1], y_bar[-1]
 
 
+@adjoint_rule(concatenate_sequences)
+def concatenate_sequences_adjoint(y_bar, y, first, second):
+    return y_bar[:len(first)], y_bar[len(first):]
+
+
 @adjoint_rule(operator.getitem)
 def getitem_adjoint(y_bar, y, x, index):
     return (runtime.unindex(y_bar, x, index),)
@@ -117,6 +128,6 @@ def accumulate_adjoint(y_bar, y, a, b):
 # Building, reading and updating containers is linear in the values they hold.
 linear(make_tuple, make_list, positions=None)
 linear(make_dict, positions=None, first=1)
-linear(list_append, runtime.accumulate, positions=(0, 1))
+linear(list_append, runtime.accumulate, concatenate_sequences, positions=(0, 1))
 linear(runtime.index_update, runtime.add_into, positions=(0, 2))
 linear(runtime.unbroadcast)
