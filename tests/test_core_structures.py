@@ -790,3 +790,15 @@ def test_run_time_lists_concatenated_with_plus_match_fd():
     rng = np.random.default_rng(3)
     W, x = rng.normal(size=(3, 3)) * 0.5, rng.normal(size=(2, 3))
     check_grad(concatenated_in_a_loop, (W, x), wrt=(0, 1))
+
+
+def repeated_run_time_list(x):
+    hs = [x]
+    for _ in range(2):
+        hs = hs * 2
+    return np.sum(np.stack(hs))
+
+
+def test_repeating_a_run_time_list_is_an_error_not_a_gradient():
+    with pytest.raises(ds.DiffsrcError, match=r"repeating a list .*\(list \* n\)"):
+        ds.grad(repeated_run_time_list)(np.ones(2))

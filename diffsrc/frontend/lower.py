@@ -1069,6 +1069,10 @@ class Lowerer:
                 return left                           # else a concatenation, not arithmetic
             return self.b.call(concatenate_sequences, [self.value(left), self.value(right)],
                                kind="list")
+        if op is operator.mul and not self.fixed_loc and any(
+                isinstance(a, Value) and a.kind == "list" for a in (left, right)):
+            raise self.error(TransformError, "repeating a list whose length is known only at "
+                             "run time (list * n) is not supported")
         return self.primitive(op, [left, right], {})
 
     def call_dunder(self, obj, name, args):
