@@ -384,8 +384,8 @@ class GradientFunction:
             args = _bind(self.fn, self.bound + args, kwargs)
         if self.backend is not None:         # an explicit backend moves the arguments
             args = backends.to_device(args, self.backend.name)
-        compiled = self.by_types.get(tuple(map(type, args)))   # numbers: types say all
-        if compiled is None:
+        compiled = self.by_types.get(tuple(map(type, args))) if self.by_types else None
+        if compiled is None:                 # (numbers: their types say all)
             compiled = self.fast.get(_fast_key(args)) or self.lookup(args)
         self.last, self.last_args = compiled, args
         try:
@@ -412,7 +412,8 @@ class GradientFunction:
         elif not all(type(g) is float for g in grads):
             grads = tuple(_as_float_like(g, args[i]) for g, i in zip(grads, self.wrt))
         if self.has_aux:
-            aux = _owned(build(compiled.ir.out_tree.children[1], aux))
+            tree = compiled.ir.out_tree.children[1]
+            aux = _owned(aux[0] if tree.kind == "leaf" else build(tree, aux))
             return ((value, aux), grads) if self.with_value else (grads, aux)
         return (value, grads) if self.with_value else grads
 
