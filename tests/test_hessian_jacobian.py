@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import diffsrc as ds
 from gradcheck import arrays, shapes
+from test_higher_order import ssm_loss          # the same score network
 
 SETTINGS = settings(max_examples=6, deadline=None, derandomize=True)
 
@@ -142,21 +143,6 @@ def test_source_of_a_hessian_is_forward_over_reverse():
 
 
 # ------------------------------------------------------------ sliced score matching, hvp
-def score(params, x):
-    h = np.tanh(x @ params["W1"] + params["b1"])
-    return h @ params["W2"] + params["b2"]
-
-
-def v_dot_score(x, params, v):
-    return np.sum(v * score(params, x))
-
-
-def ssm_loss(params, x, v):
-    s = score(params, x)
-    vj = ds.grad(v_dot_score, wrt=0)(x, params, v)
-    return np.mean(0.5 * np.sum(s * s, axis=1) + np.sum(v * vj, axis=1))
-
-
 def test_hvp_of_the_sliced_score_matching_loss_in_its_parameters():
     """Forward over reverse over reverse: the loss already contains a gradient."""
     rng = np.random.default_rng(0)
