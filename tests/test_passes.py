@@ -1,5 +1,6 @@
 """Optimisation passes: each preserves values and gradients, and its output verifies."""
 import math
+import re
 from unittest import mock
 
 import numpy as np
@@ -228,7 +229,7 @@ def test_specialised_mlp_gradient_reads_like_hand_written_code(always_in_place):
     text = ds.source(df)
     for helper in ("unbroadcast(", "unreduce(", "matmul_left(", "matmul_right(", "np.size("):
         assert helper not in text, text
-    assert "np.sum(t_bar, axis=0)" in text and "x.T @ t_bar" in text, text
+    assert "t_bar.sum(axis=0)" in text and "x.T @ t_bar" in text, text
     assert "+= b" in text, text                  # the product's buffer takes the bias
 
 
@@ -312,3 +313,137 @@ def test_specialised_loops_agree_with_general_code_and_finite_differences(case, 
     assert _close(got, expected)
     from gradcheck import numeric_grad
     np.testing.assert_allclose(got[1], numeric_grad(fn, args, 0), rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------- memory: out= helpers, views, early release
+
+def deep_relu(W1, W2, W3, x):
+    h1 = np.maximum(x @ W1, 0.0)
+    h2 = np.maximum(h1 @ W2 + 1.0, 0.0)
+    return np.sum(np.tanh(h2 @ W3) ** 2)
+
+
+def crops(x, w):
+    n = x.shape[1]
+    whole = x[:, :n] * w                 # all of x, in order: the slice is x itself
+    flipped = x[::-1, :n]                # all of x too, but reversed
+    even = x[:, :2 * (n // 2)]           # all of x only where n is even
+    return np.sum(whole * flipped) + np.sum(np.maximum(even, 0.0) ** 2)
+
+
+def branch_then_loop(W, x, k):
+    h = x @ W
+    if k > 1:
+        g = np.tanh(h)
+    else:
+        g = h * 2.0
+    for i in range(k):
+        g = np.maximum(g @ W, 0.0) * 0.5 + g
+    return np.sum(g * g)
+
+
+def _integer_valued(rng, shape):
+    """Small integers as floats: relu inputs hit exactly 0 (ties) often."""
+    return rng.integers(-2, 3, size=shape).astype(float)
+
+
+MEMORY_CASES = {
+    "deep_relu": (deep_relu, lambda rng, n, m: (rng.normal(size=(m, 4)),
+                                                rng.normal(size=(4, 3)),
+                                                rng.normal(size=(3, 2)),
+                                                rng.normal(size=(n, m))), (0, 1, 2)),
+    "crops": (crops, lambda rng, n, m: (rng.normal(size=(n, m)), rng.normal(size=(m,))),
+              (0, 1)),
+    "branch_then_loop": (branch_then_loop, lambda rng, n, m: (
+        rng.normal(size=(m, m)) * 0.5, rng.normal(size=(n, m)), n), (0, 1)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MEMORY_CASES))
+@SETTINGS
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 4), m=st.integers(1, 5))
+def test_memory_planned_code_agrees_with_general_code_and_finite_differences(case, seed, n, m):
+    fn, make, wrt = MEMORY_CASES[case]
+    args = make(np.random.default_rng(seed), n, m)
+    before = [np.copy(a) for a in args]
+    with in_place_at_any_size():
+        special = transform(fn, args, wrt, "grad", specialize=True)
+    got, expected = special.function(*args), transform(fn, args, wrt, "grad").function(*args)
+    assert _close(got, expected)
+    assert all(np.array_equal(a, b) for a, b in zip(args, before))   # nothing mutated
+    from gradcheck import numeric_grad
+    for g, numeric in zip(got[1], numeric_grad(fn, args, wrt)):
+        np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-6)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 6), m=st.integers(1, 5))
+def test_relu_ties_written_over_the_adjoint_agree_with_general_code(seed, n, m):
+    """winner_share(g, x, 0.0, out=g): ties (x == 0) take half of g, read before g is
+    overwritten."""
+    rng = np.random.default_rng(seed)
+    args = (_integer_valued(rng, (m, 4)), _integer_valued(rng, (4, 3)),
+            rng.normal(size=(3, 2)), _integer_valued(rng, (n, m)))
+    with in_place_at_any_size():
+        special = transform(deep_relu, args, (0, 1, 2), "grad", specialize=True)
+    assert "out=" in special.source
+    general = transform(deep_relu, args, (0, 1, 2), "grad")
+    assert _close(special.function(*args), general.function(*args))
+
+
+def test_dead_arrays_are_deleted_before_the_next_large_allocation(always_in_place):
+    rng = np.random.default_rng(0)
+    args = (rng.normal(size=(5, 4)), rng.normal(size=(4, 3)), rng.normal(size=(3, 2)),
+            rng.normal(size=(6, 5)))
+    source = transform(deep_relu, args, (0, 1, 2), "grad", specialize=True).source
+    lines = [line.strip() for line in source.splitlines()]
+    deleted = [name for line in lines if line.startswith("del ")
+               for name in line[4:].split(", ")]
+    assert deleted, source
+    for name in deleted:                 # never read again before it is assigned again
+        after = lines[next(i for i, line in enumerate(lines) if line.startswith("del ") and
+                           name in line[4:].split(", ")) + 1:]
+        for line in after:
+            if line.startswith(f"{name} = "):
+                break
+            assert not re.search(rf"\b{name}\b", line), (name, source)
+
+
+def test_early_release_lowers_the_peak_of_a_gradient_call():
+    import tracemalloc
+    rng = np.random.default_rng(0)
+    args = (rng.normal(size=(256, 256)), rng.normal(size=(256, 256)),
+            rng.normal(size=(256, 8)), rng.normal(size=(128, 256)))
+
+    def peak(function):
+        tracemalloc.start()
+        try:
+            function(*args)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    special = transform(deep_relu, args, (0, 1, 2), "grad", specialize=True)
+    general = transform(deep_relu, args, (0, 1, 2), "grad")
+    assert "del " in special.source
+    assert peak(special.function) < peak(general.function)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), shape=st.lists(st.integers(1, 4), min_size=1, max_size=5),
+       data=st.data())
+def test_window_extremum_share_is_the_tie_sharing_formula(seed, shape, data):
+    """Windows of <= 8 entries go offset by offset (pooling): the same floats as
+    chosen * (g / count) over the whole array."""
+    from diffsrc.runtime import extremum_share
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 3, size=shape).astype(data.draw(st.sampled_from([np.float32,
+                                                                         np.float64])))
+    axes = tuple(sorted(data.draw(st.sets(st.integers(0, len(shape) - 1), min_size=1))))
+    keepdims = data.draw(st.booleans())
+    y = x.max(axis=axes, keepdims=keepdims)
+    g = rng.normal(size=y.shape)
+    chosen = x == x.max(axis=axes, keepdims=True)
+    expected = chosen * (g.reshape(chosen.sum(axis=axes, keepdims=True).shape) /
+                         chosen.sum(axis=axes, keepdims=True, dtype=x.dtype))
+    got = extremum_share(g, y, x, axes, keepdims)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)

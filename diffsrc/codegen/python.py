@@ -7,6 +7,10 @@ Three decisions make the text readable:
 * single-use temporaries are written inline as sub-expressions, with only the
   parentheses Python's precedence needs;
 * constants are literals; only objects with no literal form get a name.
+
+In specialised code, a large array is deleted (`del h1`) once it and every value that
+may share its memory are dead, where a large allocation follows: a careful person frees
+what the next big array would otherwise be allocated beside.
 """
 import builtins
 import itertools
@@ -35,6 +39,15 @@ COMMUTATIVE = {operator.add, operator.mul, np.add, np.multiply}     # exactly, i
 UFUNC_OF = {operator.add: np.add, operator.sub: np.subtract, operator.mul: np.multiply,
             operator.truediv: np.divide, operator.pow: np.power, operator.neg: np.negative}
 COMPARISONS = {"<", "<=", ">", ">=", "==", "!=", "is", "is not", "in"}
+# NumPy functions written as the method of an argument known to be an array (specialised
+# code): `t.sum(axis=0)` calls the same reduction without np.sum's Python layer (about
+# 1 us a call), with the keywords the method takes alike.
+METHOD_FORMS = {np.sum: ("sum", {"axis", "dtype", "keepdims"}),
+                np.mean: ("mean", {"axis", "dtype", "keepdims"}),
+                np.max: ("max", {"axis", "keepdims"}), np.amax: ("max", {"axis", "keepdims"}),
+                np.min: ("min", {"axis", "keepdims"}), np.amin: ("min", {"axis", "keepdims"}),
+                np.reshape: ("reshape", set()), np.transpose: ("transpose", set())}
+POSITIONAL_LIMIT = {"reshape": 2, "transpose": 2}    # their further arguments are keywords
 ATOM = PREC["atom"]
 
 
@@ -340,6 +353,38 @@ class Codegen:
                 for popped, pushed in zip(op.results, push.args[1:]):
                     link(popped, pushed)
 
+    def plan_deletes(self):
+        """Names to delete after each top-level op: those of the groups of values sharing
+        memory (`fn.release_groups`, from the in-place pass) whose last use it is, when a
+        large allocation (`fn.large_allocations`) comes after it."""
+        self.deletes = {}
+        groups = getattr(self.fn, "release_groups", None)
+        if not groups or self.mode == "pullback":      # (the closure keeps its values)
+            return
+        top = [op for block in self.blocks() for op in block.ops[:-1]]
+        defined = {r.id for op in top for r in op.results}
+        members, holders = {}, {}
+        for vid, key in groups.items():
+            members.setdefault(key, []).append(vid)
+        for vid, name in self.namer.names.items():
+            holders.setdefault(name, []).append(vid)
+        allocations = [self.def_pos[v] for v in self.fn.large_allocations if v in self.def_pos]
+        for vids in members.values():
+            vids = [v for v in vids if v in defined and self.uses.get(v)]
+            if not vids:
+                continue
+            death = max(self.last_use.get(v, 0) for v in vids)
+            at = next((op for op in top if self.pos[id(op)] <= death <= self.end[id(op)]), None)
+            if at is None or not any(p > self.end[id(at)] for p in allocations):
+                continue
+            names = {self.namer.names[v] for v in vids if v in self.namer.names and not any(
+                self.def_pos[v] < self.def_pos.get(w, 0) <= self.end[id(at)]
+                for w in holders[self.namer.names[v]] if w != v)}
+            if names:
+                self.deletes.setdefault(id(at), []).extend(names)
+        for names in self.deletes.values():
+            names.sort()
+
     def name(self, v):
         return self.namer.names[v.id]
 
@@ -444,6 +489,9 @@ class Codegen:
         if fn is list_append:
             return Expr(f"{self.ref(pos[0]).at(PREC['+'])} + [{self.ref(pos[1]).text}]", PREC["+"])
         args = [self.ref(a).text for a in pos] + [f"{k}={self.ref(v).text}" for k, v in kw]
+        method = self.method_form(fn, pos, kwnames)
+        if method is not None:
+            fn = Method(method)
         if isinstance(fn, Method):
             receiver = self.ref(pos[0])
             text = receiver.at(PREC["primary"])
@@ -453,6 +501,18 @@ class Codegen:
                 return Expr(f"{text}.{fn.name}", PREC["primary"])
             return Expr(f"{text}.{fn.name}({', '.join(args[1:])})", PREC["primary"])
         return Expr(f"{self.callable_text(fn)}({', '.join(args)})", PREC["primary"])
+
+    def method_form(self, fn, pos, kwnames):
+        """The method name for `np.f(x, ...)` where x is known to be an array, else None."""
+        try:
+            name, keywords = METHOD_FORMS.get(fn, (None, None))
+        except TypeError:                         # an unhashable callable
+            return None
+        info = getattr(self.fn, "shape_info", {}).get(pos[0].id) if pos else None
+        if name is None or info is None or info.kind != "array" or \
+                not set(kwnames) <= keywords or len(pos) > POSITIONAL_LIMIT.get(name, 1):
+            return None
+        return name
 
     def index(self, v):
         if self.is_const(v):
@@ -592,10 +652,13 @@ class Codegen:
         if fn in AUGMENTED and (k == 0 or fn in COMMUTATIVE):
             other = self.ref(op.args[1 - k]).text
             self.emit(f"{buffer} {AUGMENTED[fn]}= {other}", depth, loc)
-        else:
+        else:                            # `t_bar = f(h_bar, out=h_bar)` where names differ
             ufunc = UFUNC_OF.get(fn, fn)
             args = ", ".join(self.ref(a).text for a in op.args)
-            self.emit(f"{self.callable_text(ufunc)}({args}, out={buffer})", depth, loc)
+            target = self.name(op.result)
+            assign = "" if target == buffer else f"{target} = "
+            self.emit(f"{assign}{self.callable_text(ufunc)}({args}, out={buffer})", depth, loc)
+            return
         target = self.name(op.result)    # named after the operands are read: the result's
         if target != buffer:             # name may be one an operand held until now
             self.emit(f"{target} = {buffer}", depth, loc)
@@ -715,6 +778,7 @@ class Codegen:
             self.fusion.prepare(self)
         self.live_ranges()
         self.name_values()
+        self.plan_deletes()
         params = ", ".join(self.name(p) for p in self.fn.params)
         suffix = {"grad": "_grad", "pullback": "_pullback", "primal": ""}[self.mode]
         fname = self.title + suffix
@@ -724,7 +788,7 @@ class Codegen:
                   f'{self.fn.lineno})."""', 1)
         body = self.fn.body
         for op in body.ops[:-1]:
-            self.emit_op(op, 1)
+            self.emit_statement(op, 1)
         outputs = [self.ref(a).text for a in body.ops[-1].args]
         out_text = outputs[0] if len(outputs) == 1 else f"({', '.join(outputs)})"
         ret_loc = body.ops[-1].loc
@@ -746,7 +810,13 @@ class Codegen:
 
     def emit_block_body(self, block, depth):
         for op in block.ops[:-1]:
-            self.emit_op(op, depth)
+            self.emit_statement(op, depth)
+
+    def emit_statement(self, op, depth):
+        """A top-level op, then the deletion of the arrays that die with it."""
+        self.emit_op(op, depth)
+        if id(op) in self.deletes:
+            self.emit(f"del {', '.join(self.deletes[id(op)])}", depth)
 
 
 def path_text(path):

@@ -19,6 +19,12 @@ The same reasoning lets an elementwise operation write its result into an
 operand's buffer (`h += b`, `np.exp(t, out=t)`) when the code is specialised to
 known shapes and the operand has the result's shape and dtype: no fresh
 temporary, no allocator traffic.
+
+Last, it plans when arrays can go: values that may share memory form a group (a view
+and its base, an in-place result and its buffer, a branch's or a loop's result and
+what flows into it). A group that holds a large array this function allocated, none of
+it kept in a container or on a tape, is released by codegen (`del`) once all of it is
+dead and a large allocation follows: the peak then holds only what is still needed.
 """
 import operator
 
@@ -35,10 +41,11 @@ FRESH = {np.zeros, np.ones, np.empty, np.full, np.zeros_like, np.ones_like, np.e
          np.divide, np.exp, np.log, np.tanh, np.sin, np.cos, np.sqrt, np.maximum, np.minimum,
          np.where, np.concatenate, np.stack, runtime.unreduce, runtime.unindex,
          runtime.zeros_like, runtime.index_update, runtime.winner_share, np.square,
-         np.negative, np.abs, np.log1p, np.expm1, np.reciprocal, np.power}
+         np.negative, np.abs, np.log1p, np.expm1, np.reciprocal, np.power,
+         runtime.matmul_left, runtime.matmul_right, runtime.extremum_share, runtime.sum_leading}
 SHARING = {operator.getitem, np.reshape, np.transpose, np.ravel, np.squeeze, np.expand_dims,
            np.broadcast_to, np.asarray, np.atleast_1d, np.atleast_2d, runtime.unbroadcast,
-           runtime.spread,
+           runtime.spread, runtime.unstack, runtime.unconcatenate,
            Method("reshape"), Method("T", attribute=True), Method("transpose"),
            Method("ravel"), Method("squeeze"), Method("view"), Method("swapaxes")}
 
@@ -51,6 +58,9 @@ MIN_INPLACE_BYTES = 1 << 15
 WITH_UFUNC = {operator.add, operator.sub, operator.mul, operator.truediv, operator.pow,
               operator.neg}
 
+# Run-time helpers that take `out=`, and the operand whose buffer it may be.
+HELPERS_WITH_OUT = {runtime.winner_share: 0}
+
 # Views that can be written through, each element once (not np.broadcast_to).
 WRITABLE_VIEWS = {operator.getitem, np.reshape, np.transpose, np.ravel, np.squeeze,
                   np.expand_dims, Method("reshape"), Method("T", attribute=True),
@@ -62,6 +72,11 @@ SHAPE_ONLY = {(runtime.unbroadcast, 1), (runtime.unindex, 1), (runtime.unreduce,
               (runtime.zeros_like, 0), (np.shape, 0), (len, 0), (np.ndim, 0), (np.size, 0),
               (Method("shape", attribute=True), 0), (Method("ndim", attribute=True), 0),
               (Method("dtype", attribute=True), 0), (runtime.cast_like, 1)}
+
+
+def _stores(op):
+    """Whether `op` puts its operands in a list, tuple or dict (which outlives them)."""
+    return op.opname == "call" and any(r.kind in ("list", "tuple", "dict") for r in op.results)
 
 
 def _fn(op):
@@ -123,9 +138,16 @@ class InPlace:
             inits = loop.args[3:] if loop.opname == "for" else loop.args
             body = loop.regions[-1]
             init = inits[k]
+            yielded = body.ops[-1].args[k]    # the last trip's value, which it may keep
             return (self.owned(init, seen + (v.id,)) and len(self.uses.get(init.id, [])) == 1
-                    and self.owned(body.ops[-1].args[k], seen + (v.id,)))
+                    and self.owned(yielded, seen + (v.id,)) and not self.kept(yielded))
         return False
+
+    def kept(self, v):
+        """Whether `v` or a view of it is pushed on a tape or put in a container: it then
+        outlives its block, and nothing may write into it afterwards."""
+        return any((use.opname == "push" or _stores(use)) and not self.shape_only(value, use)
+                   for value in self.sharing(v) for use in self.uses.get(value.id, []))
 
     def sharing(self, v):
         """`v` and every value that may share its memory through views."""
@@ -147,6 +169,8 @@ class InPlace:
         if use.opname == "push":
             slots = [k for k, a in enumerate(use.args[1:]) if a is value]
             for pop in self.uses.get(use.args[0].id, []):
+                if _fn(pop) not in (None, len):
+                    return False           # a list read whole (loop batching's rows)
                 if pop.opname != "pop":
                     continue
                 for k in slots:
@@ -168,7 +192,7 @@ class InPlace:
                 if use is op or self.shape_only(value, use):
                     continue
                 if self.op_block.get(id(use)) is not block or block.ops.index(use) > position \
-                        or use.opname in ("push", "yield", "return"):
+                        or use.opname in ("push", "yield", "return") or _stores(use):
                     return False
         return True
 
@@ -185,7 +209,58 @@ class InPlace:
         for operand, result in reversed(self.buffers):
             if not operand.hint:               # a chain of updates takes its last name
                 operand.hint = result.hint
+        self.plan_releases()
         return self.fn
+
+    def plan_releases(self):
+        """`fn.release_groups` (value id -> group) for the groups codegen may delete once
+        dead, and `fn.large_allocations`, the values that allocate a large array."""
+        info = getattr(self.fn, "shape_info", {})
+        group = {}
+
+        def find(v):
+            while group.get(v, v) != v:
+                v = group[v]
+            return v
+
+        def join(*values):
+            for v in values[1:]:
+                group[find(v.id)] = find(values[0].id)
+
+        large, kept = set(), set()
+        for block in self.blocks:
+            for op in walk_ops(block):
+                fn = _fn(op)
+                if op.attrs.get("inplace"):
+                    join(op.args[op.attrs.get("out", 0)], op.result)
+                elif _in(fn, SHARING) and op.args:
+                    join(op.args[0], op.result)
+                elif _in(fn, FRESH) and _large(info.get(op.result.id)):
+                    large.add(op.result.id)
+                if op.opname == "push" or (_stores(op) and not _in(fn, SHARING)):
+                    kept.update(a.id for a in op.args)
+                if op.opname == "if":              # results alias what flows into them
+                    for region in op.regions:
+                        for result, value in zip(op.results, region.ops[-1].args):
+                            join(result, value)
+                elif op.opname in ("for", "while"):
+                    body = op.regions[-1]
+                    inits = op.args[3:] if op.opname == "for" else op.args
+                    params = body.params[1:] if op.opname == "for" else body.params
+                    others = op.regions[0].params if op.opname == "while" else params
+                    for flow in zip(op.results, inits, params, body.ops[-1].args, others):
+                        join(*flow)
+        members = {}
+        for block in self.blocks:
+            for op in walk_ops(block):
+                for r in op.results:
+                    members.setdefault(find(r.id), []).append(r.id)
+        top = {r.id for block in self.blocks for op in block.ops for r in op.results}
+        self.fn.release_groups = {
+            v: key for key, vs in members.items()
+            if any(v in large for v in vs) and not any(v in kept for v in vs)
+            for v in vs if v in top}
+        self.fn.large_allocations = large
 
     def write_into_operand(self, op):
         """r = f(a, b) elementwise -> f(a, b, out=a) when a is a dying temporary like r."""
@@ -195,11 +270,12 @@ class InPlace:
         if result is None or op.attrs.get("fusing") or result.kind != "array" or \
                 not result.shape or \
                 np.prod(result.shape) * result.dtype.itemsize < MIN_INPLACE_BYTES or \
-                op.attrs.get("kwnames") or not (isinstance(fn, np.ufunc) or _in(fn, WITH_UFUNC)):
+                op.attrs.get("kwnames") or not (isinstance(fn, np.ufunc) or _in(fn, WITH_UFUNC)
+                                                or _in(fn, HELPERS_WITH_OUT)):
             return
         for k, a in enumerate(op.args):
-            if info.get(a.id) == result and self.owned(a) and a not in op.args[k + 1:] and \
-                    self.can_update_in_place(op, a):
+            if HELPERS_WITH_OUT.get(fn, k) == k and info.get(a.id) == result and \
+                    self.owned(a) and a not in op.args[k + 1:] and self.can_update_in_place(op, a):
                 op.attrs["inplace"] = True
                 op.attrs["out"] = k
                 self.buffers.append((a, op.results[0]))
@@ -218,6 +294,11 @@ class InPlace:
             op.args = [acc, index, g]
             op.attrs["inplace"] = True
             self.uses[other.id].remove(op)
+
+
+def _large(info):
+    return info is not None and info.kind == "array" and bool(info.shape) and \
+        np.prod(info.shape) * info.dtype.itemsize >= MIN_INPLACE_BYTES
 
 
 def update_in_place(fn):

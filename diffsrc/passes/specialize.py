@@ -6,6 +6,7 @@ With the shapes and dtypes from `shapes.infer_shapes`:
     unbroadcast(g, x), same shape & dtype   -> g
     unbroadcast(g, x), x a bias             -> np.sum(g, axis=...)  (keepdims where x has 1s;
                                                sum_leading(g, n) for many short rows)
+    unindex(g, x, index), index all of x    -> g   (x[:, :26] of a 26-wide x; x[index] -> x)
     matmul_left(g, a, b), 2-d               -> g @ b.T
     matmul_right(g, a, b), 2-d              -> a.T @ g
     (n, 1) @ (1, m)                         -> (n, 1) * (1, m)   (an outer product)
@@ -97,6 +98,10 @@ class Specializer:
             self.broadcast_operands(op, fn, info)
         if fn is runtime.unbroadcast:
             return self.unbroadcast(op, block, *args)
+        if fn is runtime.unindex and len(args) == 3 and self.whole(*args):
+            return args[0]
+        if fn is operator.getitem and len(args) == 2 and self.whole(op.result, *args):
+            return args[0]
         if fn is runtime.matmul_left and self.plain_2d(*args) and not _wide_left(
                 self.array(args[0]), self.array(args[2])):
             g, a, b = args
@@ -141,8 +146,8 @@ class Specializer:
                 index[a] = slice(k, k + 1) if keep.value else k
             part = self.emit(block, op, operator.getitem, [x, self.constant(block, op, tuple(
                 index))])
-            total = part if total is None else self.emit(block, op, combine, [total, part])
-        self.info[total.id] = info
+            total = part if total is None else self.emit(block, op, combine, [total, part],
+                                                          info=info)
         total.hint = op.results[0].hint
         return total
 
@@ -173,6 +178,16 @@ class Specializer:
             if None not in infos and evaluate(fn, infos, (), 1, False) == [info]:
                 op.args = args
                 self.changed = True
+
+    def whole(self, g, x, index):
+        """Whether `x[index]` is all of x, in order, with g's shape and dtype: then the
+        scatter `unindex(g, x, index)` is g itself, and `x[index]` (g) is x."""
+        xi, index = self.array(x), self.info.get(index.id)
+        if xi is None or self.array(g) != xi or index is None or index.kind != "exact":
+            return False
+        parts = index.value if isinstance(index.value, tuple) else (index.value,)
+        return len(parts) <= len(xi.shape) and all(
+            isinstance(p, slice) and p.indices(n) == (0, n, 1) for p, n in zip(parts, xi.shape))
 
     def plain_2d(self, g, a, b):
         infos = [self.array(v) for v in (g, a, b)]
