@@ -69,6 +69,7 @@ def winner_share(g, x, y, out=None):
         half = np.where(tie, 0.5 * g, 0)
     else:
         half = None
+    del tie                                  # before the mask below: a lower peak
     share = g * (x > y) if out is None else np.multiply(g, x > y, out=out)
     if half is None:
         return share
