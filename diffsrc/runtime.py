@@ -76,6 +76,18 @@ def winner_share(g, x, y, out=None):
     return share + half if out is None else np.add(share, half, out=out)
 
 
+def sigmoid(x):
+    """1 / (1 + exp(-x)) where user code spells it out (passes/composites.py): the same
+    operations in the same order, so the same floats, but in one buffer, and its adjoint
+    reads only the result."""
+    if type(x) is not np.ndarray or not x.ndim or x.dtype.kind not in "fc":
+        return 1.0 / (1.0 + np.exp(-x))
+    y = np.negative(x)
+    np.exp(y, out=y)
+    y += 1.0
+    return np.divide(1.0, y, out=y)
+
+
 def zeros_like(x):
     """A zero adjoint with the structure, shape and dtype of `x`."""
     if isinstance(x, float):

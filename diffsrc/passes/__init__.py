@@ -3,21 +3,28 @@
 `optimize(fn, trace=print)` shows the IR after every pass, for debugging.
 """
 from ..ir import format_function, verify
+from .composites import recognize_composites
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fusion import update_in_place_outside_groups
 from .inplace import update_in_place
+from .loop_batching import batch_loop_products
+from .tiling import concatenate_tiled_adjoints
 from .simplify import simplify
 from .specialize import specialize
 
-PIPELINE = (("simplify", simplify), ("cse", eliminate_common_subexpressions),
-            ("dce", eliminate_dead_code))
+PIPELINE = (("simplify", simplify), ("composites", recognize_composites),
+            ("cse", eliminate_common_subexpressions), ("dce", eliminate_dead_code))
+# Tiling and loop batching need the shapes of specialised code; loop batching pushes
+# values the in-place pass must then leave alone.
+BATCHED = PIPELINE + (("tiling", concatenate_tiled_adjoints),
+                      ("loop batching", batch_loop_products))
 # In-place updates are decided last, once every reader of every array (the pullback's
 # included) is in the IR.
-FINAL = PIPELINE + (("inplace", update_in_place), ("dce after inplace", eliminate_dead_code))
+FINAL = BATCHED + (("inplace", update_in_place), ("dce after inplace", eliminate_dead_code))
 # Fused code (the CuPy backend): the same, but ops that join a fusion group keep fresh results.
-FINAL_FUSED = PIPELINE + (("inplace", update_in_place_outside_groups),
-                          ("dce after inplace", eliminate_dead_code))
+FINAL_FUSED = BATCHED + (("inplace", update_in_place_outside_groups),
+                         ("dce after inplace", eliminate_dead_code))
 
 
 def optimize(fn, trace=None, final=True, args=None, inplace=True):

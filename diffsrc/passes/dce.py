@@ -2,7 +2,8 @@
 
 Works through structured regions: unused branch results, loop-carried values
 nobody reads, and tape entries the pullback never pops into a live value all
-go (a tape push keeps a value alive only if its pop does).
+go (a tape push keeps a value alive only if its pop does; a stack read whole,
+as loop batching's rows are, keeps every value pushed on it).
 """
 from ..ir import Builder
 from ..ir.nodes import substitute, walk_ops
@@ -25,7 +26,7 @@ def has_effect(op):
     return op.opname in ("push", "pop", "return", "vjp", "unvjp")
 
 
-def _carried(op):
+def carried_values(op):
     """(inits, body params, yields, results[, cond params]) of a loop."""
     if op.opname == "for":
         body = op.regions[0]
@@ -45,19 +46,20 @@ def eliminate_dead_code(fn):
 
 def _mark(fn):
     live, live_ops = set(), set()
-    defs, owner_loop, pops = {}, {}, {}
+    defs, owner_loop = {}, {}
     for block in _blocks(fn):
         for op in walk_ops(block):
             for r in op.results:
                 defs[r.id] = op
             if op.opname in ("for", "while"):
-                inits, params, yields, results, cond_params = _carried(op)
+                inits, params, yields, results, cond_params = carried_values(op)
                 for k, p in enumerate(params):
                     owner_loop[p.id] = (op, k)
                 for k, p in enumerate(cond_params):
                     owner_loop[p.id] = (op, k)
-            if op.opname == "pop":
-                pops.setdefault(op.args[0].id, []).append(op)
+    read_whole = {a.id for block in _blocks(fn) for op in walk_ops(block)
+                  if op.opname == "call" and op.attrs["fn"] is not len
+                  for a in op.args if a.kind == "stack"}
     work = []
 
     def need(v):
@@ -80,7 +82,8 @@ def _mark(fn):
         elif op.opname == "while":
             need(op.regions[0].ops[-1].args[0])
         elif op.opname == "push":
-            need(op.args[0])
+            for a in op.args if op.args[0].id in read_whole else op.args[:1]:
+                need(a)
         elif op.opname not in ("yield",):
             for a in op.args:
                 need(a)
@@ -108,7 +111,7 @@ def _mark(fn):
                     need(region.ops[-1].args[k])
             elif op.opname in ("for", "while"):
                 k = op.results.index(v)
-                need(_carried(op)[1][k])
+                need(carried_values(op)[1][k])
             elif op.opname == "pop":
                 k = op.results.index(v)
                 for push in _pushes(fn, op.args[0]):
@@ -116,7 +119,7 @@ def _mark(fn):
         if v.id in owner_loop:
             loop, k = owner_loop[v.id]
             need_op(loop)
-            inits, params, yields, results, cond_params = _carried(loop)
+            inits, params, yields, results, cond_params = carried_values(loop)
             need(inits[k])
             need(yields[k])
             need(params[k])
@@ -200,7 +203,7 @@ def _prune_op(op, live, fn):
             y.args = [y.args[k] for k in keep]
         return True
     if op.opname in ("for", "while"):
-        inits, params, yields, results, cond_params = _carried(op)
+        inits, params, yields, results, cond_params = carried_values(op)
         exit_k = op.attrs.get("exit")
         keep = [k for k, p in enumerate(params)
                 if p.id in live or results[k].id in live or k == exit_k

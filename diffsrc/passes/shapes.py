@@ -299,11 +299,11 @@ def _safe_call(fn, infos):
         return False
     if is_elementwise(fn):
         return True
-    # Elsewhere a number of unknown value may be a size, a count or an axis (np.zeros(n),
-    # np.tile(x, reps), np.diag(x, k)): only arrays of data may be unknown.
+    # Elsewhere an integer of unknown value may be a size, a count or an axis (np.zeros(n),
+    # np.tile(x, reps), np.diag(x, k)): only data (arrays, floats) may be unknown.
     entry = registry.lookup(fn)
     sizes = entry is not None and entry.meta.get("family") in ("shape", "creation")
-    return all(i.kind in ("exact", "list") or (
+    return all(i.kind in ("exact", "list", "float") or (
         i.kind in ("array", "scalar") and (i.dtype.kind not in "iub" or (
             i.shape and not (sizes and k > 0)))) for k, i in enumerate(infos))
 

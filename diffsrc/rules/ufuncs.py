@@ -25,6 +25,7 @@ import numpy as np
 from .lowering_hooks import positional
 from .registry import (Method, adjoint_rule, diagonal, is_zero, linear, nondifferentiable,
                        register, tangent_rule)
+from .. import runtime
 from ..runtime import clip_bound_adjoint, clip_mask, unbroadcast, winner_share
 
 FAMILY = "elementwise"
@@ -43,6 +44,7 @@ for _name in ("clip", "conj", "conjugate"):
     register(Method(_name)).meta["family"] = FAMILY
 register(Method("real", attribute=True)).meta["family"] = FAMILY
 register(Method("round"), nondiff=True).meta["family"] = FAMILY
+register(runtime.sigmoid).meta["family"] = FAMILY
 nondifferentiable(clip_mask)
 register(clip_bound_adjoint)
 register(np.clip).meta["lower"] = positional(
@@ -196,6 +198,12 @@ def tanh_adjoint(y_bar, y, x):
     return (y_bar * (1 - y * y),)
 
 
+@adjoint_rule(runtime.sigmoid)
+def sigmoid_adjoint(y_bar, y, x):
+    """The logistic function (passes/composites.py): from the result alone."""
+    return (y_bar * (y * (1 - y)),)
+
+
 @adjoint_rule(np.sinh)
 def sinh_adjoint(y_bar, y, x):
     return (y_bar * np.cosh(x),)
@@ -330,7 +338,7 @@ def ldexp_adjoint(z_bar, z, x1, x2):
 # One-argument functions: the adjoint applied to the tangent (registry.DIAGONAL).
 diagonal(np.square, np.sqrt, np.cbrt, np.reciprocal, np.exp, np.exp2, np.expm1, np.log,
          np.log2, np.log10, np.log1p, np.sin, np.cos, np.tan, np.arcsin, np.arccos, np.arctan,
-         np.tanh, np.sinh, np.cosh, np.arcsinh, np.arccosh, np.arctanh, np.abs, np.absolute,
+         np.tanh, runtime.sigmoid, np.sinh, np.cosh, np.arcsinh, np.arccosh, np.arctanh, np.abs, np.absolute,
          np.fabs, abs, np.deg2rad, np.radians, np.rad2deg, np.degrees, np.sinc, np.conj,
          np.conjugate, np.real, np.real_if_close, Method("conj"), Method("conjugate"),
          Method("real", attribute=True), np.nan_to_num)
