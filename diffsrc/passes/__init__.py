@@ -12,12 +12,14 @@ from .loop_batching import batch_loop_products
 from .tiling import concatenate_tiled_adjoints
 from .simplify import simplify
 from .specialize import specialize
+from .stacked_products import flatten_stacked_products
 
 PIPELINE = (("simplify", simplify), ("composites", recognize_composites),
             ("cse", eliminate_common_subexpressions), ("dce", eliminate_dead_code))
-# Tiling and loop batching need the shapes of specialised code; loop batching pushes
-# values the in-place pass must then leave alone.
-BATCHED = PIPELINE + (("tiling", concatenate_tiled_adjoints),
+# These need the shapes of specialised code; loop batching pushes values the in-place
+# pass must then leave alone.
+BATCHED = PIPELINE + (("stacked products", flatten_stacked_products),
+                      ("tiling", concatenate_tiled_adjoints),
                       ("loop batching", batch_loop_products))
 # In-place updates are decided last, once every reader of every array (the pullback's
 # included) is in the IR.
