@@ -16,7 +16,7 @@ import operator
 
 import numpy as np
 
-from ..ir import Builder
+from ..ir import Block, Builder
 from ..ir.nodes import walk_ops
 from ..rules.structures import make_list
 from .. import runtime
@@ -58,20 +58,20 @@ class Tiling(Index):
         op = self.defs.get(v.id)
         return op.attrs["value"] if op.opname == "const" else self.info[v.id].value
 
-    def terms(self, v, block, root=False):
-        """The terms of the sum `v` (sums it is made of that nothing else reads, in
-        `block`), in order."""
+    def terms(self, v, block, sums, root=False):
+        """The terms of the sum `v` (through the sums in `block` that nothing else reads,
+        which join `sums`), in order."""
         op = self.defs.get(v.id)
         if op is None or op not in block.ops or (not root and self.uses.get(v.id) != 1):
             return [v]
         if not is_call(op, SUMS, 2):
             return [v]
-        self.summed.add(id(op))
-        return self.terms(op.args[0], block) + self.terms(op.args[1], block)
+        sums.add(id(op))
+        return self.terms(op.args[0], block, sums) + self.terms(op.args[1], block, sums)
 
     def pieces(self, terms, block):
-        """[(piece, axis, start, stop)] when every term scatters a piece of the same array
-        shape along one axis, nothing else reads it, and the pieces fit their slices."""
+        """[(piece, axis, start, stop, Info of the array)] when every term scatters a piece
+        into an array along one axis, nothing else reads it, and the piece fits its slice."""
         found = []
         for term in terms:
             op = self.defs.get(term.id)
@@ -107,17 +107,18 @@ class Tiling(Index):
         return ordered if edge == length else None
 
     def rewrite(self, block, op):
-        terms = self.terms(op.result, block, root=True)
+        sums = set()
+        terms = self.terms(op.result, block, sums, root=True)
         found = self.pieces(terms, block) if len(terms) > 1 else None
         ordered = self.tiles(found) if found else None
         if ordered is None:
             return False
-        builder = Builder(block, op.loc)
-        at = block.ops.index(op)
+        self.summed |= sums
+        builder = Builder(Block(), op.loc)
         pieces = builder.call(make_list, [piece for piece, *_ in ordered], kind="list")
         axis = builder.const(ordered[0][1])
-        block.ops[at:at] = block.ops[-2:]
-        del block.ops[-2:]
+        at = block.ops.index(op)
+        block.ops[at:at] = builder.block.ops
         op.attrs = {"fn": np.concatenate, "kwnames": ("axis",)}
         op.args = [pieces, axis]
         return True
