@@ -96,7 +96,8 @@ def transform(fn, args, wrt, mode, optimize=True, trace=None, order="forward mod
     backend = backend or backends.NUMPY
     if optimize:      # fused code: no in-place updates of ops that join a fusion group
         run_passes(ir_function, trace, args=args if specialize else None,
-                   inplace="fused" if backend.fused else True)
+                   inplace="fused" if backend.fused else
+                   "device" if backend.name != "numpy" else True)
     elif mode in ("grad", "pullback", "jvp"):
         eliminate_dead_code(ir_function)
     if mode == "pullback":

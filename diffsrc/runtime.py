@@ -150,7 +150,7 @@ def unindex(g, x, index):
             return tuple(out)                # namedtuple results (EighResult, ...)
         return type(x)(out) if isinstance(x, tuple) else out
     out = _zeros_array(np.asarray(x)) if not hasattr(x, "shape") else _zeros_array(x)
-    if _is_basic(index):
+    if is_basic_index(index):
         out[index] = g
     else:
         scatter_add(out, index, g)
@@ -230,7 +230,17 @@ def scatter_add(out, index, g):
     out[ordered[starts]] += np.add.reduceat(values, starts, axis=0)
 
 
-def _is_basic(index):
+def inverse_axes(axes):
+    """The axes that undo `transpose(axes)` (negative axes count from the end), as a
+    tuple of ints: CuPy takes no array of axes."""
+    inverse = [0] * len(axes)
+    for position, axis in enumerate(axes):
+        inverse[axis % len(axes)] = position
+    return tuple(inverse)
+
+
+def is_basic_index(index):
+    """Ints, slices, None and Ellipsis: an index that selects every place at most once."""
     parts = index if isinstance(index, tuple) else (index,)
     return all(p is None or p is Ellipsis or isinstance(p, (slice, int, np.integer))
                for p in parts)
@@ -242,9 +252,20 @@ def index_update(x, index, v):
         out = list(x)
         out[index] = v
         return out
-    out = x.copy()
-    out[index] = v
-    return out
+    return write_at(x.copy(), index, v)
+
+
+def write_at(x, index, v):
+    """`x[index] = v` in place, where the last of repeated integer-index writes wins on
+    every backend: NumPy's rule, which CuPy leaves open (its writes race)."""
+    if type(x) is np.ndarray or is_basic_index(index):
+        x[index] = v
+        return x
+    xp = array_module(x)
+    order, winner = _repeated_writes(x, index, xp)
+    values = xp.broadcast_to(xp.asarray(v, dtype=x.dtype), order.shape).reshape(-1)
+    x[index] = values[winner.reshape(-1)].reshape(order.shape)   # one value per place
+    return x
 
 
 def push(stack, value):
@@ -1494,7 +1515,7 @@ def add_into(acc, index, g):
     integer-array indices, so repeated indices accumulate)."""
     if isinstance(acc, list):
         acc[index] = accumulate(acc[index], g)
-    elif _is_basic(index):
+    elif is_basic_index(index):
         acc[index] += g
     else:
         scatter_add(acc, index, g)
@@ -1513,9 +1534,15 @@ def cast_adjoint(g, y, x):
 def last_write_mask(x, index):
     """For `x[index] = v`: which entries of `x[index]` are the write that survives (with a
     repeated integer index NumPy keeps the last one). Basic indices never repeat."""
-    if _is_basic(index):
+    if is_basic_index(index):
         return True
-    xp = np if type(x) is np.ndarray else array_module(x)
+    order, winner = _repeated_writes(x, index, np if type(x) is np.ndarray else array_module(x))
+    return winner == order
+
+
+def _repeated_writes(x, index, xp):
+    """For the writes of `x[index] = ...` in order: each one's position in that order,
+    and the position of the write that ends up in its place (the last one)."""
     marker = xp.full(np.shape(x), -1, dtype=np.int64)
     order = xp.arange(marker[index].size).reshape(marker[index].shape)
     if xp is np:
@@ -1523,4 +1550,4 @@ def last_write_mask(x, index):
     else:                              # CuPy leaves the winner of repeated writes open
         import cupyx
         cupyx.scatter_max(marker, _device_index(index, xp), order)
-    return marker[index] == order
+    return order, marker[index]

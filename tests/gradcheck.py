@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import inspect
 import math
 import os
@@ -393,17 +394,29 @@ def _leaves(tree):
     return [tree]
 
 
-def check_grad(f, args, wrt=0, rtol=1e-5, atol=1e-6, eps=5e-6):
+def _on_device(f):
+    """f run on the GPU, its value brought back to the host."""
+    from diffsrc.backends import to_device
+
+    @functools.wraps(f)
+    def run(*args):
+        return to_device(f(*to_device(args, "gpu")), "cpu")
+    return run
+
+
+def check_grad(f, args, wrt=0, rtol=1e-5, atol=1e-6, eps=5e-6, draws_random=False):
     """Check ds.grad(f, wrt)(*args) against central finite differences (float64).
 
     Verifies structure/type/shape/dtype of every gradient against its argument
     and the values against finite differences.  Returns the analytic gradient.
+    `draws_random`: f draws random numbers, so on the GPU its finite differences run
+    there too (CuPy's generators draw other numbers than NumPy's from the same seed).
     """
     args = tuple(args)
     before = deep_copy_args(args)
     analytic = _device_grad(f, wrt, args) if ON_GPU else ds.grad(f, wrt=wrt)(*args)
     assert_args_equal(before, args)
-    numeric = numeric_grad(f, args, wrt, eps=eps)
+    numeric = numeric_grad(_on_device(f) if ON_GPU and draws_random else f, args, wrt, eps=eps)
     idxs, single = wrt_indices(f, wrt, len(args))
     if single:
         assert not isinstance(analytic, tuple) or isinstance(args[idxs[0]], tuple), (

@@ -114,6 +114,28 @@ def test_fused_code_keeps_in_place_updates(numpy_as_device):
     assert "= fused_tanh_mul(y, x)" in src, src
 
 
+def _scatter_then_fill(x, idx):
+    y = x * x
+    y[idx] = x[:2] * 3.0
+    for i in range(2):
+        y[i] = x[i] * 2.0
+    return np.sum(y * y)
+
+
+def test_repeated_index_writes_stay_ordered_on_the_device(numpy_as_device):
+    """CuPy leaves the winner of repeated writes `y[idx] = v` open, so on its backend a
+    write through an index array goes through index_update (NumPy's last write wins);
+    a write at a loop counter stays in place. NumPy code keeps both in place."""
+    x, idx = np.linspace(0.5, 1.5, 4), np.array([3, 3])
+    device = ds.grad(_scatter_then_fill, backend=Backend("cupy", fuse=False))
+    np.testing.assert_allclose(device(x, idx), ds.grad(_scatter_then_fill)(x, idx), rtol=1e-14)
+    device_source, numpy_source = ds.source(device), ds.source(ds.grad(_scatter_then_fill))
+    assert "= index_update(y, idx, " in device_source and "y[i] = " in device_source, \
+        device_source
+    assert "index_update(y, idx" not in numpy_source and "y[idx] = " in numpy_source, \
+        numpy_source
+
+
 def _groups(module, kinds=None):
     wl = module.WORKLOADS[0]
     data = module.make_data(tiny=True)

@@ -30,6 +30,8 @@ CASES_234 = {
     "transpose_axes": "np.transpose(x, (1, 2, 0))",
     "transpose_method": "x.transpose(2, 0, 1)",
     "transpose_method_tuple": "x.transpose((0, 2, 1))",
+    "transpose_negative_axes": "np.transpose(x, (-1, 0, -2))",
+    "transpose_method_negative": "x.transpose(-2, -1, 0)",
     "T": "x.T",
     "swapaxes": "np.swapaxes(x, 0, 2)",
     "swapaxes_method": "x.swapaxes(-1, 1)",
@@ -186,6 +188,7 @@ def test_reshape_transpose_moveaxis_over_shapes(data):
     shape = data.draw(shapes(min_dims=1, max_dims=4, max_side=3), label="shape")
     x = data.draw(arrays(shape))
     perm = data.draw(st.permutations(range(len(shape))), label="perm")
+    perm = [axis - len(shape) if data.draw(st.booleans()) else axis for axis in perm]
     check_grad(source(f"np.transpose(x, {tuple(perm)!r})"), (x,))
     check_grad(source(f"x.reshape({(-1,) + shape[:1]!r})"), (x,))
     src, dst = data.draw(st.integers(-len(shape), len(shape) - 1)), data.draw(

@@ -8,6 +8,7 @@ from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fusion import update_in_place_outside_groups
 from .inplace import update_in_place
+from .ordered_writes import keep_repeated_writes_ordered
 from .loop_batching import batch_loop_products
 from .tiling import concatenate_tiled_adjoints
 from .simplify import simplify
@@ -24,8 +25,13 @@ BATCHED = PIPELINE + (("stacked products", flatten_stacked_products),
 # In-place updates are decided last, once every reader of every array (the pullback's
 # included) is in the IR.
 FINAL = BATCHED + (("inplace", update_in_place), ("dce after inplace", eliminate_dead_code))
-# Fused code (the CuPy backend): the same, but ops that join a fusion group keep fresh results.
+# CuPy: repeated-index writes stay ordered (passes/ordered_writes.py); fused code also keeps
+# fresh results for the ops that join a fusion group.
+FINAL_DEVICE = BATCHED + (("inplace", update_in_place),
+                          ("ordered writes", keep_repeated_writes_ordered),
+                          ("dce after inplace", eliminate_dead_code))
 FINAL_FUSED = BATCHED + (("inplace", update_in_place_outside_groups),
+                         ("ordered writes", keep_repeated_writes_ordered),
                          ("dce after inplace", eliminate_dead_code))
 
 
@@ -33,10 +39,11 @@ def optimize(fn, trace=None, final=True, args=None, inplace=True):
     """Run every pass, verifying the IR after each; `trace(name, text)` sees each result.
 
     With `args`, the final pipeline also specialises the code to their shapes and dtypes;
-    `inplace=False` leaves out the in-place updates, `inplace="fused"` leaves out those of
-    ops that join a fusion group (fused kernels take their place)."""
-    passes = (FINAL_FUSED if inplace == "fused" else FINAL if inplace else PIPELINE) \
-        if final else PIPELINE
+    `inplace=False` leaves out the in-place updates, `inplace="device"` keeps repeated-index
+    writes ordered (CuPy), `inplace="fused"` also leaves out the updates of ops that join a
+    fusion group (fused kernels take their place)."""
+    chosen = {"fused": FINAL_FUSED, "device": FINAL_DEVICE, True: FINAL, False: PIPELINE}
+    passes = chosen[inplace] if final else PIPELINE
     if final and args is not None:
         passes = PIPELINE + (("specialize", lambda f: specialize(f, args)),) + passes
     for name, run in passes:

@@ -11,9 +11,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .lowering_hooks import each_argument, sequence_of_parts, static_value
 from .registry import Method, adjoint_rule, linear, register, tangent_rule
-from ..runtime import (meshgrid_adjoint, ndtuple, restack, rollaxis_adjoint, split_like,
-                       split_parts, stack_parts, unbroadcast, unconcatenate, undiag, undiagonal,
-                       unpad, unrepeat, unslide, unstack, untile, untrace)
+from ..runtime import (inverse_axes, meshgrid_adjoint, ndtuple, restack, rollaxis_adjoint,
+                       split_like, split_parts, stack_parts, unbroadcast, unconcatenate, undiag,
+                       undiagonal, unpad, unrepeat, unslide, unstack, untile, untrace)
 
 FAMILY = "shape"
 
@@ -68,11 +68,14 @@ def reshape_adjoint(y_bar, y, x, *args, **kwargs):
     return (np.reshape(y_bar, np.shape(x)),)
 
 
+register(inverse_axes, nondiff=True, foldable=True)
+
+
 @adjoint_rule(np.transpose)
 def transpose_adjoint(y_bar, y, x, axes=None):
     if axes is None:
         return (np.transpose(y_bar),)
-    return (np.transpose(y_bar, np.argsort(axes)),)
+    return (np.transpose(y_bar, inverse_axes(axes)),)
 
 
 @adjoint_rule(Method("transpose"))
@@ -82,8 +85,8 @@ def transpose_method_adjoint(y_bar, y, x, *axes):
     if len(axes) == 1:
         if axes[0] is None:
             return (y_bar.transpose(),)
-        return (y_bar.transpose(np.argsort(axes[0])),)
-    return (y_bar.transpose(np.argsort(axes)),)
+        return (y_bar.transpose(inverse_axes(axes[0])),)
+    return (y_bar.transpose(inverse_axes(axes)),)
 
 
 @adjoint_rule(Method("T", attribute=True))
