@@ -3,10 +3,12 @@
 Each runs the pipeline once per (function, wrt, argument structure/dtypes/ranks)
 and caches the compiled result; later calls go straight to generated code.
 """
+import builtins
 import functools
 import inspect
 import itertools
 import linecache
+import operator
 
 import numpy as np
 
@@ -338,9 +340,11 @@ class GradientFunction:
                 self.fast[key] = compiled
                 if all(type(a) in _SCALARS for a in args):
                     self.by_types[tuple(map(type, args))] = compiled
-                if compiled.plain_floats and not self.bound and self.backend is None and \
-                        all(type(a) is float for a in args) and type(self) is GradientFunction:
-                    self.__class__ = _float_call_class(compiled, len(args), self.with_value)
+                if type(self) is GradientFunction and not self.bound and \
+                        self.backend is None and all(map(_guardable, args)):
+                    guarded = _guarded_call_class(self, compiled, args)
+                    del self.last                 # the guarded class keeps it from now on
+                    self.__class__ = guarded
         return compiled
 
     def compiled_for(self, args, optimize=True, specialize=False):
@@ -399,12 +403,8 @@ class GradientFunction:
         if self.has_aux:
             loss, *aux = value if compiled.output_count > 1 else (value,)
             value = loss
-        if not compiled.scalar_output and type(value) is not float and np.size(value) != 1:
-            code = getattr(self.fn, "__code__", None) or self.fn.__call__.__code__
-            raise NonScalarOutputError(
-                f"grad needs a scalar output; {getattr(self.fn, '__name__', 'f')} returned shape "
-                f"{np.shape(value)} (use ds.pullback or ds.jacobian)", code.co_filename,
-                code.co_firstlineno)
+        if not compiled.scalar_output:
+            self.check_scalar(value)
         if self.single:
             if type(grads) is not float:
                 grads = _as_float_like(grads, args[self.wrt[0]])
@@ -418,6 +418,15 @@ class GradientFunction:
             return ((value, aux), grads) if self.with_value else (grads, aux)
         return (value, grads) if self.with_value else grads
 
+    def check_scalar(self, value):
+        """A loss must be one number; code that was not specialised cannot prove it."""
+        if type(value) is not float and np.size(value) != 1:
+            code = getattr(self.fn, "__code__", None) or self.fn.__call__.__code__
+            raise NonScalarOutputError(
+                f"grad needs a scalar output; {getattr(self.fn, '__name__', 'f')} returned shape "
+                f"{np.shape(value)} (use ds.pullback or ds.jacobian)", code.co_filename,
+                code.co_firstlineno)
+
     def __get__(self, obj, owner):
         if obj is None:
             return self
@@ -427,23 +436,124 @@ class GradientFunction:
 _NOTHING = object()
 
 
-def _float_call_class(compiled, arity, with_value):
-    """A GradientFunction subclass whose __call__ checks `arity` Python floats and runs the
-    generated code directly: a scalar gradient then costs little more than the maths."""
-    params = ", ".join(f"a{i}=_NOTHING" for i in range(arity))
-    args = ", ".join(f"a{i}" for i in range(arity))
-    floats = " and ".join(f"type(a{i}) is float" for i in range(arity))
-    source = (f"def __call__(self, {params}, /, *rest, **kwargs):\n"
-              f"    if {floats} and not rest and not kwargs:\n"
-              f"        self.last = compiled\n"
-              f"        return function({args}){'' if with_value else '[1]'}\n"
-              f"    given = tuple(a for a in ({args},) if a is not _NOTHING)\n"
-              f"    return GradientFunction.__call__(self, *given, *rest, **kwargs)\n")
-    namespace = {"compiled": compiled, "function": compiled.function, "_NOTHING": _NOTHING,
-                 "GradientFunction": GradientFunction}
-    exec(compile(source, "<diffsrc float call>", "exec"), namespace)
-    return type("GradientFunction", (GradientFunction,), {"__call__": namespace["__call__"],
-                                                          "__module__": __name__})
+def _guardable(arg):
+    """Whether one test of `arg`'s type (and an array's shape and dtype) tells the whole
+    cache key: Python numbers, NumPy numbers and plain NumPy arrays."""
+    t = type(arg)
+    return t in (float, int, bool) or t is np.ndarray or (
+        isinstance(arg, (np.number, np.bool_)) and t.__module__ == "numpy")
+
+
+def _guard(prefix, name, arg, namespace):
+    """The inline test that argument `name` has exactly `arg`'s type, shape and dtype
+    (the types and dtypes it is compared with go into `namespace` as `prefix`_type...)."""
+    t = type(arg)
+    if t in (float, int, bool):
+        return f"type({name}) is {t.__name__}"
+    namespace[f"{prefix}_type"] = t
+    if t is not np.ndarray:                  # a NumPy number: its type fixes its dtype
+        return f"type({name}) is {prefix}_type"
+    namespace[f"{prefix}_dtype"] = arg.dtype
+    return (f"type({name}) is {prefix}_type and {name}.shape == {arg.shape!r} and "
+            f"{name}.dtype is {prefix}_dtype")
+
+
+# Operators whose result is a new object (ufuncs too): a returned array they made is
+# writeable and nobody else's, so it goes back to the caller as it is.
+_FRESH_OPERATORS = {operator.add, operator.sub, operator.mul, operator.truediv,
+                    operator.floordiv, operator.mod, operator.pow, operator.neg, operator.pos,
+                    operator.matmul, abs}
+
+
+def _made_fresh(block, value):
+    op = next((op for op in block.ops if value in op.results), None)
+    if op is None or op.opname != "call" or op.attrs.get("kwnames"):     # out=: not fresh
+        return False
+    return isinstance(op.attrs["fn"], np.ufunc) or op.attrs["fn"] in _FRESH_OPERATORS
+
+
+def _finishing(gradient, compiled, args, names, namespace):
+    """The statements that turn the generated code's results into what the call returns:
+    GradientFunction.__call__'s checks and conversions, only those these results need."""
+    call = f"_function({', '.join(names)})"
+    errors = ["except Exception as exc:", "    _compiled.annotate(exc)", "    raise"]
+    if compiled.plain_floats:
+        return ["try:", f"    return {call}" + ("" if gradient.with_value else "[1]")] + errors
+    fn = compiled.ir
+    aux = [f"aux_{k}" for k in range(compiled.output_count - 1)] if gradient.has_aux else []
+    grads = [f"grad_{k}" for k in range(len(gradient.wrt))]
+    owned = []
+    for grad, i, value in zip(grads, gradient.wrt, fn.pullback.ops[-1].args):
+        if type(args[i]) is float:
+            owned.append(grad if value.kind == "float" else f"_as_float_like({grad}, {names[i]})")
+        else:
+            owned.append(grad if _made_fresh(fn.pullback, value) else f"_owned({grad})")
+    value_target = f"({', '.join(['value'] + aux)})" if aux else "value"
+    grads_target = grads[0] if len(grads) == 1 else f"({', '.join(grads)})"
+    lines = ["try:", f"    {value_target}, {grads_target} = {call}"] + errors
+    if not compiled.scalar_output:
+        lines.append("self.check_scalar(value)")
+    result = owned[0] if gradient.single else f"({', '.join(owned)},)"
+    if gradient.has_aux:
+        tree = fn.out_tree.children[1]
+        namespace["_aux_tree"] = tree
+        if tree.kind == "leaf":
+            aux_value = "aux_0" if _made_fresh(fn.body, fn.body.ops[-1].args[1]) else \
+                "_owned(aux_0)"
+        else:
+            aux_value = f"_owned(_build(_aux_tree, ({''.join(f'{a}, ' for a in aux)})))"
+        return lines + [f"return (value, {aux_value}), {result}" if gradient.with_value
+                        else f"return {result}, {aux_value}"]
+    return lines + [f"return value, {result}" if gradient.with_value else f"return {result}"]
+
+
+def _plain_parameters(fn, count):
+    """The names of `fn`'s parameters when it takes exactly `count` of them, each by
+    position or keyword and without a default (else None): the guarded __call__ then
+    takes them by the same names (none that its own code uses), so keyword calls bind
+    as they would on `fn`."""
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if len(parameters) != count or any(
+            p.kind is not p.POSITIONAL_OR_KEYWORD or p.default is not p.empty or
+            p.name.startswith("_") or p.name == "self" or hasattr(builtins, p.name)
+            for p in parameters):
+        return None
+    return [p.name for p in parameters]
+
+
+def _guarded_call_class(gradient, compiled, args):
+    """A GradientFunction subclass whose __call__ runs `compiled` straight away for
+    arguments with exactly the types, shapes and dtypes of `args` (tested inline), and
+    takes the general path for anything else: a loop calling the gradient with the same
+    kinds of arguments then pays little more than the maths."""
+    names = _plain_parameters(gradient.fn, len(args))
+    last = [compiled]                      # `last`, where a call updates it cheaply
+    namespace = {"_compiled": compiled, "_function": compiled.function, "_NOTHING": _NOTHING,
+                 "_GradientFunction": GradientFunction, "_as_float_like": _as_float_like,
+                 "_owned": _owned, "_build": build, "_last": last}
+    if names is not None:
+        signature, only, general = ", ".join(names), "", ", ".join(names)
+    else:                                  # anything else goes to the general path as given
+        names = [f"a{i}" for i in range(len(args))]
+        signature = ", ".join(f"{n}=_NOTHING" for n in names) + ", /, *rest, **kwargs"
+        only = " and not rest and not kwargs"
+        general = "*(a for a in (" + "".join(f"{n}, " for n in names) + \
+            ") if a is not _NOTHING), *rest, **kwargs"
+    guards = " and ".join(_guard(f"_{n}", n, a, namespace) for n, a in zip(names, args))
+    body = "".join(f"        {line}\n" for line in _finishing(gradient, compiled, args, names,
+                                                                namespace))
+    source = (f"def __call__(self, {signature}):\n"
+              f"    if {guards}{only}:\n"
+              "        _last[0] = _compiled\n"
+              f"{body}"
+              f"    return _GradientFunction.__call__(self, {general})\n")
+    exec(compile(source, "<diffsrc guarded call>", "exec"), namespace)
+    return type("GradientFunction", (GradientFunction,), {
+        "__call__": namespace["__call__"], "__module__": __name__,
+        "last": property(lambda self: last[0], lambda self, used: last.__setitem__(0, used))})
 
 
 def grad(f=None, wrt=0, backend=None, has_aux=False):

@@ -9,6 +9,7 @@ from .dce import eliminate_dead_code
 from .fusion import update_in_place_outside_groups
 from .inplace import update_in_place
 from .ordered_writes import keep_repeated_writes_ordered
+from .scalarize import scalarize
 from .loop_batching import batch_loop_products
 from .tiling import concatenate_tiled_adjoints
 from .simplify import simplify
@@ -45,7 +46,10 @@ def optimize(fn, trace=None, final=True, args=None, inplace=True):
     chosen = {"fused": FINAL_FUSED, "device": FINAL_DEVICE, True: FINAL, False: PIPELINE}
     passes = chosen[inplace] if final else PIPELINE
     if final and args is not None:
-        passes = PIPELINE + (("specialize", lambda f: specialize(f, args)),) + passes
+        # scalarize runs once the pipeline has cleaned up after specialize: it counts readers
+        scalars = () if inplace in ("fused", "device") else (("scalarize", scalarize),)
+        passes = PIPELINE + (("specialize", lambda f: specialize(f, args)),) + PIPELINE + \
+            scalars + passes[len(PIPELINE):]
     for name, run in passes:
         run(fn)
         verify(fn)
