@@ -55,14 +55,16 @@ def sum_leading(g, n):
     return total.reshape(g.shape[n:])
 
 
-def winner_share(g, x, y, out=None):
+def winner_share(g, x, y, out=None, tie=None):
     """The share of `g` that x gets in maximum(x, y): all where x > y, half at ties.
 
     Ties are rare, so the common case costs what a hand-written relu adjoint does:
     one comparison and one product. On CuPy the ties are always added: asking whether
     there are any would wait for the GPU. `out=g` writes the share over g (the in-place
-    pass passes it where g is read nowhere else)."""
-    tie = x == y
+    pass passes it where g is read nowhere else); `tie`, where given, stands for x == y
+    (x a clamped array: the ties of the array it was before)."""
+    if tie is None:
+        tie = x == y
     if type(tie) is not np.ndarray and hasattr(tie, "shape"):
         half = 0.5 * g * tie
     elif tie is True or (tie is not False and tie.any()):
@@ -74,6 +76,108 @@ def winner_share(g, x, y, out=None):
     if half is None:
         return share
     return share + half if out is None else np.add(share, half, out=out)
+
+
+def clamped_extremum_share(g, y, x, axis, keepdims, clamp, bound, ties):
+    """The adjoint that t gets through y = max(x, axis) (or min) where x views
+    clamp(t, bound) (np.maximum: a relu before a max-pool; or np.minimum), and `ties`
+    views t == bound the same way: winner_share(extremum_share(g, y, x, axis, keepdims),
+    t, bound) (or (bound, t)), with x standing for t: it is on the same side of bound.
+
+    An entry the extremum chooses equals y. Without ties, it is t's own (not the bound)
+    exactly where y is on t's side of the bound, so that comparison is made with y, on
+    the reduced shape, and scales g there: no comparison and product at full size, and
+    t need not be kept (the clamp can write over it). With ties, or on CuPy (asking
+    would wait for the GPU), the two steps run as written."""
+    if type(ties) is np.ndarray and not ties.any():
+        wins = y > bound if clamp is np.maximum else bound > y
+        single = _single_winner_share(g, y, x, axis, wins)
+        return extremum_share(g * wins, y, x, axis, keepdims) if single is None else single
+    share = extremum_share(g, y, x, axis, keepdims)
+    if clamp is np.maximum:
+        return winner_share(share, x, bound, tie=ties)
+    return winner_share(share, bound, x, tie=ties)
+
+
+def _single_winner_share(g, y, x, axis, wins):
+    """`extremum_share(g * wins, y, x, axis)` where every window `wins` selects has one
+    entry equal to y and y has no NaN, else None. Then there is no tie count to divide
+    by: each window offset is compared and written in turn, as a hand-written pooling
+    adjoint does, and the count of winners checks the premise."""
+    if not all(type(a) is np.ndarray for a in (g, y, x, wins)):
+        return None
+    axes = _axes_tuple(axis, x.ndim)
+    kept = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
+    g = np.ascontiguousarray(g).reshape(kept)     # read once per window offset
+    y, wins = y.reshape(kept), wins.reshape(kept)
+    out = np.empty(x.shape, np.result_type(g, np.result_type(x)))
+    winners = 0
+    for k in window_offsets(x.shape, axes) or [...]:
+        chosen = x[k] == y
+        chosen &= wins
+        winners += np.count_nonzero(chosen)
+        np.multiply(chosen, g, out=out[k])
+    if winners != np.count_nonzero(wins) or np.isnan(y).any():
+        return None
+    return out
+
+
+LONG_ROW = 8192         # elements: long inner loops, a tiled row that stays in cache
+
+
+def long_rows(ufunc, a, b, out=None):
+    """`ufunc(a, b, out=out)` where one operand is a number or a short array repeating
+    along the other's leading axes (a bias, a relu's 0), on a large float array.
+
+    NumPy's vector loops for add, multiply, maximum, ... need both operands contiguous:
+    a number or a short row goes an element or a row at a time, 2-4x slower. Here the
+    short operand is tiled to one long row and the large one is taken as rows of that
+    length (and a shorter rest): the same operation on the same entries, so the same
+    result. Anything else (CuPy, a strided array, a cast) goes to `ufunc` as it is."""
+    large, short = (a, b) if np.size(a) >= np.size(b) else (b, a)
+    row = _tiled_row(large, short, out)
+    if row is None:
+        return ufunc(a, b, out=out)
+    flat = large.reshape(-1)
+    result = np.empty(flat.size, large.dtype) if out is None else out.reshape(-1)
+    whole = flat.size - flat.size % row.size
+    parts = [(flat[:whole].reshape(-1, row.size), row, result[:whole].reshape(-1, row.size))]
+    if whole < flat.size:
+        parts.append((flat[whole:], row[:flat.size - whole], result[whole:]))
+    for part, tile, into in parts:
+        ufunc(*((part, tile) if large is a else (tile, part)), out=into)
+    return result.reshape(large.shape) if out is None else out
+
+
+def _tiled_row(large, short, out):
+    """`short` repeated to about LONG_ROW entries of `large`'s dtype, when `large` is a
+    C-contiguous float array (like `out`) and short is a number it represents exactly or
+    an array of its dtype broadcasting only along its leading axes; else None."""
+    if type(large) is not np.ndarray or large.dtype.kind != "f" or \
+            not large.flags.c_contiguous or not (out is None or (
+                type(out) is np.ndarray and out.flags.c_contiguous and
+                out.shape == large.shape and out.dtype == large.dtype)):
+        return None
+    if isinstance(short, (int, float)) and not isinstance(short, bool):
+        try:
+            with np.errstate(over="ignore"):
+                value = large.dtype.type(short)
+        except OverflowError:
+            return None
+        exact = float(value) == short              # not rounded, not NaN, no overflow
+        return np.full(min(large.size, LONG_ROW), value) if exact and large.size else None
+    if type(short) is not np.ndarray or short.dtype != large.dtype or short.ndim > large.ndim:
+        return None
+    trailing = short.shape[next((k for k, n in enumerate(short.shape) if n != 1),
+                                short.ndim):]
+    if trailing != large.shape[large.ndim - len(trailing):]:
+        return None
+    period = max(short.size, 1)
+    if period > LONG_ROW // 4 or period >= large.size:
+        return None
+    row = np.empty((min(large.size, LONG_ROW) // period, period), large.dtype)
+    row[...] = short.reshape(period)
+    return row.reshape(-1)
 
 
 def sigmoid(x):

@@ -1,4 +1,5 @@
 """Optimisation passes: each preserves values and gradients, and its output verifies."""
+import contextlib
 import math
 import re
 from unittest import mock
@@ -196,6 +197,15 @@ def in_place_at_any_size():
     return mock.patch.object(inplace, "MIN_INPLACE_BYTES", 0)
 
 
+@contextlib.contextmanager
+def large_array_paths():
+    """Small test arrays take every path large ones take: in place, over long rows."""
+    from diffsrc.codegen import python as codegen
+    with in_place_at_any_size(), mock.patch.dict(codegen.LONG_ROWS_MIN_BYTES,
+                                                 {"number": 0, "array": 0}):
+        yield
+
+
 @pytest.fixture
 def always_in_place():
     with in_place_at_any_size():
@@ -209,7 +219,7 @@ def test_specialised_code_agrees_with_general_code(case, seed, n, m):
     fn, make, wrt = SHAPE_CASES[case]
     args = make(np.random.default_rng(seed), n, m)
     before = [a.copy() for a in args]
-    with in_place_at_any_size():
+    with large_array_paths():
         special = transform(fn, args, wrt, "grad", specialize=True)
     general = transform(fn, args, wrt, "grad")
     got, expected = special.function(*args), general.function(*args)
@@ -306,7 +316,7 @@ LOOP_CASES = {
 def test_specialised_loops_agree_with_general_code_and_finite_differences(case, seed, n, m):
     fn, make = LOOP_CASES[case]
     args = make(np.random.default_rng(seed), n, m)
-    with in_place_at_any_size():
+    with large_array_paths():
         special = transform(fn, args, (0,), "grad", specialize=True)
     general = transform(fn, args, (0,), "grad")
     got, expected = special.function(*args), general.function(*args)
@@ -366,7 +376,7 @@ def test_memory_planned_code_agrees_with_general_code_and_finite_differences(cas
     fn, make, wrt = MEMORY_CASES[case]
     args = make(np.random.default_rng(seed), n, m)
     before = [np.copy(a) for a in args]
-    with in_place_at_any_size():
+    with large_array_paths():
         special = transform(fn, args, wrt, "grad", specialize=True)
     got, expected = special.function(*args), transform(fn, args, wrt, "grad").function(*args)
     assert _close(got, expected)
@@ -447,3 +457,151 @@ def test_window_extremum_share_is_the_tie_sharing_formula(seed, shape, data):
                          chosen.sum(axis=axes, keepdims=True, dtype=x.dtype))
     got = extremum_share(g, y, x, axes, keepdims)
     assert got.dtype == expected.dtype and np.array_equal(got, expected)
+
+
+# ------------------------------------------------ relu before pooling, long rows
+
+def relu_pool(K, x, c):
+    """A clamp at c (relu for c = 0), then a 2x2 max-pool that drops an odd row/column."""
+    n, s = x.shape[0], x.shape[1]
+    y = np.maximum(x * K[0] + K[1], c)
+    half = s // 2
+    windows = np.reshape(y[:, :2 * half, :2 * half, :], (n, half, 2, half, 2, y.shape[-1]))
+    return np.sum(np.max(windows, axis=(2, 4)) ** 2)
+
+
+def ceiling_min_pool(K, x, c):
+    """A ceiling written with the number first, then a 2x2 min-pool."""
+    n, s = x.shape[0], x.shape[1]
+    y = np.minimum(c, x * K[0] + K[1])
+    windows = np.reshape(y[:, :2 * (s // 2), :2 * (s // 2), :], (n, s // 2, 2, s // 2, 2, -1))
+    return np.sum(np.sin(np.min(windows, axis=(2, 4))))
+
+
+def relu_max_over_rows(K, x, c):
+    """The maximum over a long axis (the general extremum_share path), no views between."""
+    return np.sum(np.max(np.maximum(x * K[0] + K[1], c), axis=1) * K[2])
+
+
+CLAMP_CASES = {"relu_pool": relu_pool, "ceiling_min_pool": ceiling_min_pool,
+               "relu_max_over_rows": relu_max_over_rows}
+
+
+@pytest.mark.parametrize("case", sorted(CLAMP_CASES))
+@SETTINGS
+@given(seed=st.integers(0, 10_000), shape=st.tuples(st.integers(1, 3), st.integers(2, 5),
+                                                     st.integers(1, 3)),
+       c=st.sampled_from([0.0, 0.5, -1.0]), ties=st.booleans())
+def test_clamp_before_an_extremum_shares_on_the_reduced_shape(case, seed, shape, c, ties):
+    """winner_share(U(extremum_share(...)), t, c) -> U(clamped_extremum_share(...)): the same
+    floats as general code, ties at the clamp (t == c) and in the windows included, and the
+    finite-difference gradient where there are none."""
+    fn = CLAMP_CASES[case]
+    rng = np.random.default_rng(seed)
+    n, s, channels = shape
+    x = rng.integers(-2, 3, size=(n, s, s, channels)) * 0.5 if ties else \
+        rng.normal(size=(n, s, s, channels))
+    K = np.array([1.0, 0.0, 1.5]) if ties else rng.normal(size=3)
+    with large_array_paths():
+        special = transform(fn, (K, x, c), (0, 1), "grad", specialize=True)
+    assert "clamped_extremum_share(" in special.source and \
+        "winner_share(" not in special.source, special.source
+    got = special.function(K, x, c)
+    assert _close(got, transform(fn, (K, x, c), (0, 1), "grad").function(K, x, c))
+    if not ties:
+        from gradcheck import numeric_grad
+        for g, numeric in zip(got[1], numeric_grad(fn, (K, x, c), (0, 1))):
+            np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-6)
+
+
+def test_the_clamp_writes_over_its_input_once_its_ties_are_found(always_in_place):
+    """With t == c taken before the relu, nothing reads t after it: relu in place."""
+    rng = np.random.default_rng(0)
+    args = (rng.normal(size=3), rng.normal(size=(2, 5, 5, 3)), 0.0)
+    source = transform(relu_pool, args, (0, 1), "grad", specialize=True).source
+    assert re.search(r"ties = (\w+) == c\n.*np\.maximum\(\1, c, out=\1\)", source), source
+
+
+def test_a_clamp_read_elsewhere_keeps_its_own_share():
+    """The relu's output also feeds a sum: its adjoint is not the pooling's alone."""
+    def f(x):
+        y = np.maximum(x, 0.0)
+        return np.sum(np.max(np.reshape(y, (2, 2, 3)), axis=1) ** 2) + np.sum(y)
+
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    special = transform(f, (x,), (0,), "grad", specialize=True)
+    assert "clamped_extremum_share(" not in special.source
+    assert _close(special.function(x), transform(f, (x,), (0,), "grad").function(x))
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), shape=st.lists(st.integers(1, 4), min_size=1, max_size=4),
+       c=st.sampled_from([0.0, 1.0, -0.5]), data=st.data())
+def test_clamped_extremum_share_is_the_composition(seed, shape, c, data):
+    """Bit for bit the two steps it fuses, for maximum and minimum clamps, max and min
+    reductions, with and without ties (at the clamp, in a window), NaNs included."""
+    from diffsrc.runtime import clamped_extremum_share, extremum_share, winner_share
+    rng = np.random.default_rng(seed)
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    t = (rng.integers(-2, 3, size=shape) * 0.5).astype(dtype) if data.draw(st.booleans()) \
+        else rng.normal(size=shape).astype(dtype)
+    if not data.draw(st.booleans()):
+        t[t == c] += dtype(0.25)                 # no ties at the clamp: the fused path
+    if data.draw(st.booleans()):
+        t.flat[-1] = np.nan
+    axes = tuple(sorted(data.draw(st.sets(st.integers(0, len(shape) - 1), min_size=1))))
+    keepdims = data.draw(st.booleans())
+    clamp = data.draw(st.sampled_from([np.maximum, np.minimum]))
+    x = clamp(t, c)
+    y = (x.min if data.draw(st.booleans()) else x.max)(axis=axes, keepdims=keepdims)
+    g = rng.normal(size=y.shape).astype(dtype)
+    if g.size and data.draw(st.booleans()):
+        g.flat[0] = np.nan
+    a, b = (t, c) if clamp is np.maximum else (c, t)
+    expected = winner_share(extremum_share(g, y, x, axes, keepdims), a, b)
+    got = clamped_extremum_share(g, y, x, axes, keepdims, clamp, c, t == c)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected, equal_nan=True)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), shape=st.lists(st.integers(1, 5), min_size=1, max_size=4),
+       row=st.integers(1, 40), data=st.data())
+def test_long_rows_is_the_ufunc(seed, shape, row, data):
+    """The same floats (signed zeros, infinities and NaNs included) as the ufunc on the
+    operands as given, in either order, with and without out=, for rows of any length."""
+    from diffsrc import runtime
+    rng = np.random.default_rng(seed)
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1.5, -2.0], dtype)
+    large = rng.choice(specials, size=shape) if data.draw(st.booleans()) else \
+        rng.normal(size=shape).astype(dtype)
+    trailing = data.draw(st.integers(0, len(shape)))
+    short = data.draw(st.sampled_from([0.0, -0.0, 1, 0.1, 2.5, float("nan")])) \
+        if trailing == 0 else rng.choice(specials, size=(1,) * data.draw(st.integers(
+            0, len(shape) - trailing)) + tuple(shape[len(shape) - trailing:]))
+    ufunc = data.draw(st.sampled_from([np.add, np.subtract, np.multiply, np.divide,
+                                       np.maximum, np.minimum]))
+    a, b = (large, short) if data.draw(st.booleans()) else (short, large)
+    in_place = data.draw(st.booleans())
+    out = np.array(large) if in_place else None
+    with mock.patch.object(runtime, "LONG_ROW", row), np.errstate(all="ignore"):
+        expected = ufunc(a, b)
+        got = runtime.long_rows(ufunc, a, b, out=out)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert np.array_equal(got, expected, equal_nan=True)
+    assert np.array_equal(np.signbit(got), np.signbit(expected))
+    assert not in_place or got is out
+
+
+def test_bias_and_relu_of_a_large_array_run_over_long_rows():
+    """x @ W + b and np.maximum(., 0.0) on (n, 32) arrays: long_rows, the in-place one
+    writing into the product."""
+    def layer(W, b, x):
+        return np.sum(np.maximum(x @ W + b, 0.0) ** 2)
+
+    rng = np.random.default_rng(0)
+    args = (rng.normal(size=(8, 32)), rng.normal(size=(32,)), rng.normal(size=(1024, 8)))
+    special = transform(layer, args, (0, 1), "grad", specialize=True)
+    assert "long_rows(np.add, t, b, out=t)" in special.source, special.source
+    assert "long_rows(np.maximum, t, 0.0)" in special.source, special.source
+    assert _close(special.function(*args), transform(layer, args, (0, 1), "grad").function(*args))

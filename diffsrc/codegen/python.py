@@ -48,6 +48,17 @@ METHOD_FORMS = {np.sum: ("sum", {"axis", "dtype", "keepdims"}),
                 np.min: ("min", {"axis", "keepdims"}), np.amin: ("min", {"axis", "keepdims"}),
                 np.reshape: ("reshape", set()), np.transpose: ("transpose", set())}
 POSITIONAL_LIMIT = {"reshape": 2, "transpose": 2}    # their further arguments are keywords
+# Elementwise operations written `long_rows(np.add, t, c)` in specialised code where t is a
+# large float array and c a number or a short array repeating along t's leading axes (a
+# bias, a relu's 0): runtime.long_rows runs NumPy's vector loop over long rows instead.
+# With a number from 64 KiB (NumPy's loop with a scalar is 2-4x slower than its vector
+# loop); with an array from 256 KiB (rows of 64 or more run at nearly vector speed, and
+# below that the tiling costs what it saves).
+LONG_ROW_UFUNCS = {operator.add: np.add, np.add: np.add, operator.sub: np.subtract,
+                   np.subtract: np.subtract, operator.mul: np.multiply,
+                   np.multiply: np.multiply, operator.truediv: np.divide, np.divide: np.divide,
+                   np.maximum: np.maximum, np.minimum: np.minimum}
+LONG_ROWS_MIN_BYTES = {"number": 1 << 16, "array": 1 << 18}
 ATOM = PREC["atom"]
 
 
@@ -92,7 +103,7 @@ def literal(value):
             return Expr("{" + ", ".join(f"{k.text}: {v.text}" for k, v in items) + "}")
     if isinstance(value, np.dtype):
         return Expr(f"np.dtype({value.str!r})", PREC["primary"])
-    if isinstance(value, type) and getattr(np, value.__name__, None) is value:
+    if isinstance(value, (type, np.ufunc)) and getattr(np, value.__name__, None) is value:
         return Expr(f"np.{value.__name__}", PREC["primary"])
     if isinstance(value, type) and getattr(builtins, value.__name__, None) is value:
         return Expr(value.__name__)
@@ -455,6 +466,12 @@ class Codegen:
         kwnames = op.attrs.get("kwnames", ())
         npos = len(op.args) - len(kwnames)
         pos, kw = op.args[:npos], list(zip(kwnames, op.args[npos:]))
+        ufunc = self.long_rows_ufunc(op)
+        if ufunc is not None:
+            self.namespace["long_rows"] = runtime.long_rows
+            left, right = (self.ref(a).text for a in pos)
+            return Expr(f"long_rows({self.callable_text(ufunc)}, {left}, {right})",
+                        PREC["primary"])
         if fn in BINARY_SYMBOLS and npos == 2 and not kw:
             symbol = BINARY_SYMBOLS[fn]
             prec = PREC["cmp"] if symbol in COMPARISONS else PREC[symbol]
@@ -513,6 +530,28 @@ class Codegen:
                 not set(kwnames) <= keywords or len(pos) > POSITIONAL_LIMIT.get(name, 1):
             return None
         return name
+
+    def long_rows_ufunc(self, op):
+        """The ufunc of a binary elementwise `op` that runtime.long_rows should run, else
+        None: a float result of LONG_ROWS_MIN_BYTES or more, one operand shaped like it,
+        the other a number or a short array of its dtype repeating along its leading axes."""
+        try:
+            ufunc = LONG_ROW_UFUNCS.get(op.attrs["fn"])
+        except TypeError:                         # an unhashable callable
+            return None
+        info = getattr(self.fn, "shape_info", {})
+        result = info.get(op.results[0].id) if len(op.results) == 1 else None
+        if ufunc is None or self.fusion is not None or op.attrs.get("kwnames") or \
+                len(op.args) != 2 or result is None or result.kind != "array" or \
+                result.dtype.kind != "f":
+            return None
+        a, b = (info.get(v.id) for v in op.args)
+        short = b if a == result else a if b == result else None
+        kind = _repeating(short, result)
+        if kind is None or \
+                np.prod(result.shape) * result.dtype.itemsize < LONG_ROWS_MIN_BYTES[kind]:
+            return None
+        return ufunc
 
     def index(self, v):
         if self.is_const(v):
@@ -649,6 +688,16 @@ class Codegen:
         k = op.attrs["out"]
         buffer = self.ref(op.args[k]).text
         fn = op.attrs["fn"]
+        long_rows = self.long_rows_ufunc(op)
+        if long_rows is not None:
+            self.namespace["long_rows"] = runtime.long_rows
+            fn = runtime.long_rows
+            args = ", ".join([self.callable_text(long_rows)] +
+                             [self.ref(a).text for a in op.args])
+            target = self.name(op.result)
+            assign = "" if target == buffer else f"{target} = "
+            self.emit(f"{assign}long_rows({args}, out={buffer})", depth, loc)
+            return
         if fn in AUGMENTED and (k == 0 or fn in COMMUTATIVE):
             other = self.ref(op.args[1 - k]).text
             self.emit(f"{buffer} {AUGMENTED[fn]}= {other}", depth, loc)
@@ -817,6 +866,27 @@ class Codegen:
         self.emit_op(op, depth)
         if id(op) in self.deletes:
             self.emit(f"del {', '.join(self.deletes[id(op)])}", depth)
+
+
+def _repeating(short, result):
+    """"number" or "array" where `short` is a number or a small array of `result`'s dtype
+    whose entries repeat along result's leading axes (its shape, leading 1s aside, is
+    result's last), else None."""
+    if short is None:
+        return None
+    if short.kind in ("float", "int") or (short.kind == "exact" and isinstance(
+            short.value, (int, float)) and not isinstance(short.value, bool)):
+        return "number"
+    size = np.prod(short.shape) if short.kind == "array" else 0
+    if short.kind != "array" or short.dtype != result.dtype or \
+            len(short.shape) > len(result.shape) or size > runtime.LONG_ROW // 4 or \
+            size >= np.prod(result.shape):
+        return None
+    trailing = tuple(short.shape)
+    while trailing and trailing[0] == 1:
+        trailing = trailing[1:]
+    return "array" if trailing == tuple(result.shape[len(result.shape) - len(trailing):]) \
+        else None
 
 
 def path_text(path):

@@ -42,7 +42,8 @@ FRESH = {np.zeros, np.ones, np.empty, np.full, np.zeros_like, np.ones_like, np.e
          np.where, np.concatenate, np.stack, runtime.unreduce, runtime.unindex,
          runtime.zeros_like, runtime.index_update, runtime.winner_share, np.square,
          np.negative, np.abs, np.log1p, np.expm1, np.reciprocal, np.power,
-         runtime.matmul_left, runtime.matmul_right, runtime.extremum_share, runtime.sum_leading}
+         runtime.matmul_left, runtime.matmul_right, runtime.extremum_share, runtime.sum_leading,
+         runtime.clamped_extremum_share}
 SHARING = {operator.getitem, np.reshape, np.transpose, np.ravel, np.squeeze, np.expand_dims,
            np.broadcast_to, np.asarray, np.atleast_1d, np.atleast_2d, runtime.unbroadcast,
            runtime.spread, runtime.unstack, runtime.unconcatenate,

@@ -11,6 +11,14 @@ With the shapes and dtypes from `shapes.infer_shapes`:
     matmul_right(g, a, b), 2-d              -> a.T @ g
     (n, 1) @ (1, m)                         -> (n, 1) * (1, m)   (an outer product)
     np.max(x, axis=(2, 4)) over <= 8 items  -> np.maximum of strided slices (same values)
+    winner_share(U(extremum_share(g, y, X, ...)), t, c), X = V(np.maximum(t, c)), c a
+    number, V views (reshape, index) that U undoes
+                                            -> U(clamped_extremum_share(g, y, X, ...,
+                                                 np.maximum, c, V(t == c)))
+                                               (relu then max-pool: the relu's comparison
+                                               made on the pooled shape where t has no c;
+                                               t == c found before the clamp, which may
+                                               then write over t)
     unreduce(c, x, ...) for a constant c    -> stays one `unreduce(c, x, None, False)` through
                                                further unreduce, scaling and negation, and
     unreduce(c, x, ...) * y                 -> c * y   when y already has the full shape
@@ -27,6 +35,7 @@ from ..ir.nodes import substitute, walk_ops
 from ..rules import registry
 from ..rules.registry import Method
 from .. import runtime
+from .dce import eliminate_dead_code
 from .shapes import Info, evaluate, infer_shapes, is_elementwise
 
 MULTIPLY = {operator.mul, np.multiply}
@@ -297,7 +306,118 @@ class Specializer:
             self.mapping[key] = value
         for block in blocks:
             substitute(block, self.mapping)
+        eliminate_dead_code(self.fn)        # the adjoints of constants are read by no one
+        self.share_through_clamps(blocks)
         return self.changed
+
+    # ------------------------------------------------- relu before a max-pool
+    def share_through_clamps(self, blocks):
+        """Fold each clamp's winner_share into the extremum_share that feeds it
+        (`clamped_share`), once the other rules have settled the views between them."""
+        self.defs, self.uses, self.owner = {}, {}, {}
+        for block in blocks:
+            self.index_block(block)
+        mapping = {}
+        for op, block in list(self.owner.values()):
+            if op.opname == "call" and op.attrs["fn"] is runtime.winner_share:
+                folded = self.clamped_share(op, block)
+                if folded is not None:
+                    mapping[op.results[0]] = folded
+                    self.changed = True
+        for block in blocks:
+            substitute(block, mapping)
+
+    def index_block(self, block):
+        for op in block.ops:
+            self.owner[id(op)] = (op, block)
+            for r in op.results:
+                self.defs[r.id] = op
+            for a in op.args:
+                self.uses[a.id] = self.uses.get(a.id, 0) + 1
+            for region in op.regions:
+                self.index_block(region)
+
+    def clamped_share(self, op, block):
+        """For `winner_share(G, t, c)` (the adjoint t gets from x = np.maximum(t, c), or
+        `(G, c, t)` from np.minimum) where G is only the adjoint of an extremum over views
+        of x: the extremum_share turned clamped_extremum_share, and G, which then is the
+        whole answer. t's ties with c are found just before the clamp (which may then
+        write over t) and viewed as x is."""
+        if len(op.args) != 3 or op.attrs.get("kwnames"):
+            return None
+        adjoint, a, b = op.args
+        undo, value = [], adjoint           # the ops that put the extremum's adjoint back
+        while True:
+            step = self.defs.get(value.id)
+            if step is None or step.opname != "call" or step.attrs.get("kwnames") or \
+                    self.uses.get(value.id) != 1 or self.owner[id(step)][1] is not block:
+                return None
+            if step.attrs["fn"] is runtime.extremum_share:
+                break
+            if not (_reshape(step) or step.attrs["fn"] is runtime.unindex):
+                return None
+            undo.append(step)
+            value = step.args[0]
+        share = step
+        if not 3 <= len(share.args) <= 5:
+            return None
+        views, value = [], share.args[2]    # the ops that made the extremum's input
+        for _ in undo:
+            step = self.defs.get(value.id)
+            if step is None or step.opname != "call" or step.attrs.get("kwnames"):
+                return None
+            views.append(step)
+            value = step.args[0]
+        clamp = self.defs.get(value.id)
+        t = self.clamped(clamp, a, b)
+        if t is None or not all(self.undoes(u, v) for u, v in zip(reversed(undo), views)):
+            return None
+        bound = b if a is t else a
+        shape = self.array(t).shape
+        ties = self.emit(self.owner[id(clamp)][1], clamp, operator.eq, [t, bound], hint="ties",
+                         info=Info("array", shape, np.dtype(bool)))
+        for view in reversed(views):
+            rest = [self.constant(block, share, self.info[v.id].value) for v in view.args[1:]]
+            shape = self.array(view.results[0]).shape
+            ties = self.emit(block, share, view.attrs["fn"], [ties] + rest,
+                             info=Info("array", shape, np.dtype(bool)))
+        defaults = [self.constant(block, share, v) for v in (None, False)[len(share.args) - 3:]]
+        share.args = share.args + defaults + [
+            self.constant(block, share, clamp.attrs["fn"]), bound, ties]
+        share.attrs["fn"] = runtime.clamped_extremum_share
+        return adjoint
+
+    def clamped(self, clamp, a, b):
+        """The array t when `clamp` is np.maximum(t, c) (or (c, t)) and (a, b) is (t, c),
+        or np.minimum and (c, t), c a Python number: a and b as winner_share takes them."""
+        if clamp is None or clamp.opname != "call" or clamp.attrs.get("kwnames") or \
+                clamp.attrs["fn"] not in (np.maximum, np.minimum) or len(clamp.args) != 2:
+            return None
+        t, number = (a, b) if clamp.attrs["fn"] is np.maximum else (b, a)
+        ti, ci = self.array(t), self.info.get(number.id)
+        if ti is None or not ti.shape or t not in clamp.args or ci is None or not (
+                ci.kind in ("float", "int") or self.exact(number) is not None):
+            return None
+        c = clamp.args[1] if clamp.args[0] is t else clamp.args[0]
+        same = c is number or (ci.kind == "exact" and self.info.get(c.id) == ci)
+        return t if same else None
+
+    def undoes(self, undo, view):
+        """Whether `undo` is the adjoint of view op `view`: a reshape back to its input's
+        shape, or the scatter of its index into its input. Their arguments must be
+        constants (they are repeated on the pre-clamp array)."""
+        if not all(self.info.get(v.id) is not None and self.info[v.id].kind == "exact"
+                   for v in view.args[1:]):
+            return False
+        if _reshape(view):
+            inner, back = self.array(view.args[0]), self.array(undo.results[0])
+            return _reshape(undo) and inner is not None and back is not None and \
+                back.shape == inner.shape
+        index, scattered = view.args[1], undo.args[2]
+        same = index is scattered or (_literal(self.info[index.id].value) and self.info.get(
+            scattered.id) == self.info[index.id])
+        return view.attrs["fn"] is operator.getitem and undo.attrs["fn"] is runtime.unindex \
+            and undo.args[1] is view.args[0] and same
 
     def visit(self, block):
         for op in list(block.ops):
@@ -318,6 +438,10 @@ class Specializer:
 
 EXTREMA = {np.max: "max", np.amax: "max", np.min: "min", np.amin: "min",
            Method("max"): "max", Method("min"): "min"}
+
+
+def _reshape(op):
+    return op.attrs["fn"] in (np.reshape, Method("reshape"))
 
 
 def _wide_left(g, b):
