@@ -484,7 +484,7 @@ def _finishing(gradient, compiled, args, names, namespace):
     grads = [f"grad_{k}" for k in range(len(gradient.wrt))]
     owned = []
     for grad, i, value in zip(grads, gradient.wrt, fn.pullback.ops[-1].args):
-        if type(args[i]) is float:
+        if isinstance(args[i], float):        # np.float64 too, as in _as_float_like
             owned.append(grad if value.kind == "float" else f"_as_float_like({grad}, {names[i]})")
         else:
             owned.append(grad if _made_fresh(fn.pullback, value) else f"_owned({grad})")

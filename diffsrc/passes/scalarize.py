@@ -58,7 +58,7 @@ class Scalarizer:
         self.parameters(fn.params, fn.body)
         for block in self.blocks:
             self.index(block)
-        self.extracted = {}          # value id -> its `x[0, ...]`
+        self.extracted = {}          # value id -> its element, `x[0, 0]`
 
     def parameters(self, params, block):
         """Parameters come as arrays, read from the start of `block`."""
@@ -149,19 +149,20 @@ class Scalarizer:
 
     # ---------------------------------------------------------------- rewriting
     def extract(self, v):
-        """`v[0, ...]`, placed once just after `v` is defined."""
+        """`v[0]`, `v[0, 0]`, ...: placed once, just after `v` is defined."""
         if v.id not in self.extracted:
             block, op = self.block_of[v.id], self.defs.get(v.id)
             at = block.ops.index(op) + 1 if op is not None else 0
-            zeros = (0,) * len(self.info[v.id].shape)
+            ndim = len(self.info[v.id].shape)
+            first = 0 if ndim == 1 else (0,) * ndim
             builder = Builder(block, op.loc if op is not None else None)
-            index = builder.const(zeros)
+            index = builder.const(first)
             element = builder.call(operator.getitem, [v, index],
                                    hint=f"{v.hint}_0" if v.hint else "")
             new = block.ops[-2:]
             del block.ops[-2:]
             block.ops[at:at] = new
-            self.info[index.id] = Info("exact", value=zeros)
+            self.info[index.id] = Info("exact", value=first)
             self.info[element.id] = _scalar(self.info[v.id])
             self.extracted[v.id] = element
         return self.extracted[v.id]
