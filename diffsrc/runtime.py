@@ -55,7 +55,7 @@ def sum_leading(g, n):
     return total.reshape(g.shape[n:])
 
 
-def winner_share(g, x, y, out=None, tie=None):
+def winner_share(g, x, y, tie=None, out=None):
     """The share of `g` that x gets in maximum(x, y): all where x > y, half at ties.
 
     Ties are rare, so the common case costs what a hand-written relu adjoint does:

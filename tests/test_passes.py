@@ -522,6 +522,18 @@ def test_the_clamp_writes_over_its_input_once_its_ties_are_found(always_in_place
     assert re.search(r"ties = (\w+) == c\n.*np\.maximum\(\1, c, out=\1\)", source), source
 
 
+def test_a_relu_writes_over_its_input_and_shares_from_its_output(always_in_place):
+    """winner_share(g, t, 0.0) -> winner_share(g, relu(t), 0.0, t == 0.0): the relu is
+    then the last reader of t."""
+    rng = np.random.default_rng(0)
+    args = (rng.normal(size=(3, 4)), rng.normal(size=(4, 3)), rng.normal(size=(3, 2)),
+            rng.normal(size=(5, 3)))
+    source = transform(deep_relu, args, (0, 1, 2), "grad", specialize=True).source
+    for name in re.findall(r"ties(?:_\d+)? = (\w+) == 0\.0", source):
+        assert re.search(rf"np\.maximum\({name}, 0\.0, out={name}\)", source), source
+    assert source.count("ties") == 4 and "winner_share(" in source, source
+
+
 def test_a_clamp_read_elsewhere_keeps_its_own_share():
     """The relu's output also feeds a sum: its adjoint is not the pooling's alone."""
     def f(x):
@@ -594,8 +606,8 @@ def test_long_rows_is_the_ufunc(seed, shape, row, data):
 
 
 def test_bias_and_relu_of_a_large_array_run_over_long_rows():
-    """x @ W + b and np.maximum(., 0.0) on (n, 32) arrays: long_rows, the in-place one
-    writing into the product."""
+    """x @ W + b and np.maximum(., 0.0) on (n, 32) arrays: long_rows, both writing into
+    the product."""
     def layer(W, b, x):
         return np.sum(np.maximum(x @ W + b, 0.0) ** 2)
 
@@ -603,5 +615,5 @@ def test_bias_and_relu_of_a_large_array_run_over_long_rows():
     args = (rng.normal(size=(8, 32)), rng.normal(size=(32,)), rng.normal(size=(1024, 8)))
     special = transform(layer, args, (0, 1), "grad", specialize=True)
     assert "long_rows(np.add, t, b, out=t)" in special.source, special.source
-    assert "long_rows(np.maximum, t, 0.0)" in special.source, special.source
+    assert "long_rows(np.maximum, t, 0.0, out=t)" in special.source, special.source
     assert _close(special.function(*args), transform(layer, args, (0, 1), "grad").function(*args))

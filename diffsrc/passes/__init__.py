@@ -48,7 +48,8 @@ def optimize(fn, trace=None, final=True, args=None, inplace=True):
     if final and args is not None:
         # scalarize runs once the pipeline has cleaned up after specialize: it counts readers
         scalars = () if inplace in ("fused", "device") else (("scalarize", scalarize),)
-        passes = PIPELINE + (("specialize", lambda f: specialize(f, args)),) + PIPELINE + \
+        passes = PIPELINE + (("specialize", lambda f: specialize(
+            f, args, host=inplace not in ("fused", "device"))),) + PIPELINE + \
             scalars + passes[len(PIPELINE):]
     for name, run in passes:
         run(fn)

@@ -19,6 +19,9 @@ With the shapes and dtypes from `shapes.infer_shapes`:
                                                made on the pooled shape where t has no c;
                                                t == c found before the clamp, which may
                                                then write over t)
+    winner_share(G, t, c), x = np.maximum(t, c), nothing else reading t
+                                            -> winner_share(G, x, c, t == c)  (the same:
+                                               relu in place, its ties found before it)
     unreduce(c, x, ...) for a constant c    -> stays one `unreduce(c, x, None, False)` through
                                                further unreduce, scaling and negation, and
     unreduce(c, x, ...) * y                 -> c * y   when y already has the full shape
@@ -52,8 +55,9 @@ def _literal(value):
 
 
 class Specializer:
-    def __init__(self, fn, args):
+    def __init__(self, fn, args, host=True):
         self.fn = fn
+        self.host = host
         self.info = infer_shapes(fn, args)
         self.defs = {}
         self.filled = {}          # value id -> (constant, Info): an array full of one number
@@ -306,15 +310,16 @@ class Specializer:
             self.mapping[key] = value
         for block in blocks:
             substitute(block, self.mapping)
-        eliminate_dead_code(self.fn)        # the adjoints of constants are read by no one
-        self.share_through_clamps(blocks)
+        if self.host:
+            eliminate_dead_code(self.fn)    # the adjoints of constants are read by no one
+            self.share_through_clamps(blocks)
         return self.changed
 
     # ------------------------------------------------- relu before a max-pool
     def share_through_clamps(self, blocks):
         """Fold each clamp's winner_share into the extremum_share that feeds it
         (`clamped_share`), once the other rules have settled the views between them."""
-        self.defs, self.uses, self.owner = {}, {}, {}
+        self.defs, self.uses, self.users, self.owner = {}, {}, {}, {}
         for block in blocks:
             self.index_block(block)
         mapping = {}
@@ -324,8 +329,30 @@ class Specializer:
                 if folded is not None:
                     mapping[op.results[0]] = folded
                     self.changed = True
+                else:
+                    self.share_from_the_clamp(op)
         for block in blocks:
             substitute(block, mapping)
+
+    def share_from_the_clamp(self, op):
+        """winner_share(G, t, c) -> winner_share(G, x, c, t == c) for x = np.maximum(t, c)
+        (or (G, c, t) and np.minimum) where nothing else reads t: x is on the same side of
+        c as t, the ties are found before the clamp, and the clamp can write over t."""
+        if len(op.args) != 3 or op.attrs.get("kwnames"):
+            return
+        adjoint, a, b = op.args
+        for t in (a, b):
+            clamp = next((user for user in self.users.get(t.id, ())
+                          if self.clamped(user, a, b) is t), None)
+            if clamp is not None and self.uses.get(t.id) == 2:
+                bound = b if a is t else a
+                ties = self.emit(self.owner[id(clamp)][1], clamp, operator.eq, [t, bound],
+                                 hint="ties", info=Info("array", self.array(t).shape,
+                                                        np.dtype(bool)))
+                x = clamp.results[0]
+                op.args = [adjoint, x, b, ties] if a is t else [adjoint, a, x, ties]
+                self.changed = True
+                return
 
     def index_block(self, block):
         for op in block.ops:
@@ -334,6 +361,7 @@ class Specializer:
                 self.defs[r.id] = op
             for a in op.args:
                 self.uses[a.id] = self.uses.get(a.id, 0) + 1
+                self.users.setdefault(a.id, []).append(op)
             for region in op.regions:
                 self.index_block(region)
 
@@ -461,11 +489,13 @@ def _transposed(info):
     return Info("array", info.shape[::-1], info.dtype)
 
 
-def specialize(fn, args):
+def specialize(fn, args, host=True):
     """Rewrite `fn` for arguments shaped like `args`; returns whether anything changed.
 
-    Leaves the shapes it found in `fn.shape_info` for the passes after it."""
-    specializer = Specializer(fn, args)
+    Leaves the shapes it found in `fn.shape_info` for the passes after it. `host=False`
+    (CuPy) leaves clamps as they are: their rules pay off through NumPy's in-place
+    updates, and a tie count on the GPU would wait for it."""
+    specializer = Specializer(fn, args, host)
     changed = specializer.run()
     fn.shape_info = specializer.info
     return changed
