@@ -476,41 +476,41 @@ def _finishing(gradient, compiled, args, names, namespace):
     """The statements that turn the generated code's results into what the call returns:
     GradientFunction.__call__'s checks and conversions, only those these results need."""
     call = f"_function({', '.join(names)})"
-    errors = ["except Exception as exc:", "    _compiled.annotate(exc)", "    raise"]
+    errors = ["except Exception as _exc:", "    _compiled.annotate(_exc)", "    raise"]
     if compiled.plain_floats:
         return ["try:", f"    return {call}" + ("" if gradient.with_value else "[1]")] + errors
     fn = compiled.ir
-    aux = [f"aux_{k}" for k in range(compiled.output_count - 1)] if gradient.has_aux else []
-    grads = [f"grad_{k}" for k in range(len(gradient.wrt))]
+    aux = [f"_aux_{k}" for k in range(compiled.output_count - 1)] if gradient.has_aux else []
+    grads = [f"_grad_{k}" for k in range(len(gradient.wrt))]
     owned = []
     for grad, i, value in zip(grads, gradient.wrt, fn.pullback.ops[-1].args):
         if isinstance(args[i], float):        # np.float64 too, as in _as_float_like
             owned.append(grad if value.kind == "float" else f"_as_float_like({grad}, {names[i]})")
         else:
             owned.append(grad if _made_fresh(fn.pullback, value) else f"_owned({grad})")
-    value_target = f"({', '.join(['value'] + aux)})" if aux else "value"
+    value_target = f"({', '.join(['_value'] + aux)})" if aux else "_value"
     grads_target = grads[0] if len(grads) == 1 else f"({', '.join(grads)})"
     lines = ["try:", f"    {value_target}, {grads_target} = {call}"] + errors
     if not compiled.scalar_output:
-        lines.append("self.check_scalar(value)")
+        lines.append("self.check_scalar(_value)")
     result = owned[0] if gradient.single else f"({', '.join(owned)},)"
     if gradient.has_aux:
         tree = fn.out_tree.children[1]
         namespace["_aux_tree"] = tree
         if tree.kind == "leaf":
-            aux_value = "aux_0" if _made_fresh(fn.body, fn.body.ops[-1].args[1]) else \
-                "_owned(aux_0)"
+            aux_value = "_aux_0" if _made_fresh(fn.body, fn.body.ops[-1].args[1]) else \
+                "_owned(_aux_0)"
         else:
             aux_value = f"_owned(_build(_aux_tree, ({''.join(f'{a}, ' for a in aux)})))"
-        return lines + [f"return (value, {aux_value}), {result}" if gradient.with_value
+        return lines + [f"return (_value, {aux_value}), {result}" if gradient.with_value
                         else f"return {result}, {aux_value}"]
-    return lines + [f"return value, {result}" if gradient.with_value else f"return {result}"]
+    return lines + [f"return _value, {result}" if gradient.with_value else f"return {result}"]
 
 
 def _plain_parameters(fn, count):
     """The names of `fn`'s parameters when it takes exactly `count` of them, each by
     position or keyword and without a default (else None): the guarded __call__ then
-    takes them by the same names (none that its own code uses), so keyword calls bind
+    takes them by the same names (its own names start with "_"), so keyword calls bind
     as they would on `fn`."""
     try:
         parameters = list(inspect.signature(fn).parameters.values())
