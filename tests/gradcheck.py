@@ -37,6 +37,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import gc
 import inspect
 import math
 import os
@@ -379,6 +380,7 @@ def _device_grad(f, wrt, args):
     from diffsrc.backends import to_device
     device_args = to_device(args, "gpu")
     analytic = ds.grad(f, wrt=wrt)(*device_args)
+    _release_device_garbage()
     host = [leaf for leaf in _leaves(analytic) if isinstance(leaf, np.ndarray)]
     assert not host, f"a gradient on the GPU came back as a NumPy array: {host[0]!r}"
     return to_device(analytic, "cpu")
@@ -394,14 +396,26 @@ def _leaves(tree):
     return [tree]
 
 
-def _on_device(f):
-    """f run on the GPU, its value brought back to the host."""
+def _on_device(f, wrt):
+    """f as diffsrc runs it on the GPU (the user's `np` there is CuPy's, random draws
+    included), its value brought back to the host."""
     from diffsrc.backends import to_device
+    value_and_grad = ds.value_and_grad(f, wrt=wrt)
 
     @functools.wraps(f)
     def run(*args):
-        return to_device(f(*to_device(args, "gpu")), "cpu")
+        value = to_device(value_and_grad(*to_device(args, "gpu"))[0], "cpu")
+        _release_device_garbage()
+        return value
     return run
+
+
+def _release_device_garbage(limit=1 << 30):
+    """CuPy's random generators hold ~13 MB of device memory each, which only the cycle
+    collector gives back; thousands of finite-difference calls would fill the GPU."""
+    import cupy
+    if cupy.get_default_memory_pool().used_bytes() > limit:
+        gc.collect()
 
 
 def check_grad(f, args, wrt=0, rtol=1e-5, atol=1e-6, eps=5e-6, draws_random=False):
@@ -416,7 +430,7 @@ def check_grad(f, args, wrt=0, rtol=1e-5, atol=1e-6, eps=5e-6, draws_random=Fals
     before = deep_copy_args(args)
     analytic = _device_grad(f, wrt, args) if ON_GPU else ds.grad(f, wrt=wrt)(*args)
     assert_args_equal(before, args)
-    numeric = numeric_grad(_on_device(f) if ON_GPU and draws_random else f, args, wrt, eps=eps)
+    numeric = numeric_grad(_on_device(f, wrt) if ON_GPU and draws_random else f, args, wrt, eps=eps)
     idxs, single = wrt_indices(f, wrt, len(args))
     if single:
         assert not isinstance(analytic, tuple) or isinstance(args[idxs[0]], tuple), (

@@ -10,7 +10,7 @@ import pytest
 import diffsrc as ds
 from diffsrc import api, runtime
 from diffsrc.backends import Backend
-from diffsrc.backends.cupy_numpy import namespace
+from diffsrc.backends.cupy_numpy import BackendUnsupportedError, namespace
 
 
 class DeviceArray(np.ndarray):
@@ -49,7 +49,18 @@ def fake_cupy(name):
     linalg.__dict__.update({k: v for k, v in vars(np.linalg).items() if not k.startswith("__")})
     linalg.solve = cupy_solve
     mod.linalg = linalg
+    mod.random = types.ModuleType(name + ".random")
+    mod.random.default_rng = lambda seed=None: StandardDraws(np.random.default_rng(seed))
     return mod
+
+
+class StandardDraws:
+    """A generator with CuPy's Generator's draws (standard ones; no `normal`)."""
+
+    def __init__(self, generator):
+        self.standard_normal = generator.standard_normal
+        self.random = generator.random
+        self.integers = generator.integers
 
 
 SOLVES = [((3, 3), (3,)), ((3, 3), (3, 2)), ((2, 3, 3), (2, 3, 1)), ((2, 3, 3), (3,)),
@@ -66,6 +77,18 @@ def test_solve_broadcasts_stacks_as_numpy_does(sa, sb):
         with pytest.raises(ValueError):
             cupy_solve(a, b)                 # what the translation has to work around
     np.testing.assert_allclose(ns.linalg.solve(a, b), np.linalg.solve(a, b), rtol=1e-12)
+
+
+def test_generator_draws_numpy_distributions_from_standard_ones():
+    rng = namespace(fake_cupy("fakecupy_random")).random.default_rng(3)
+    expected = np.random.default_rng(3)
+    np.testing.assert_allclose(rng.normal(1.0, 2.0, size=(2, 3)),
+                               1.0 + 2.0 * expected.standard_normal((2, 3)), rtol=1e-15)
+    np.testing.assert_allclose(rng.uniform(-1.0, 3.0, size=4),
+                               -1.0 + 4.0 * expected.random(4), rtol=1e-15)
+    assert rng.integers(0, 9, size=3).tolist() == expected.integers(0, 9, size=3).tolist()
+    with pytest.raises(BackendUnsupportedError, match="Generator.zipf"):
+        rng.zipf(2.0)
 
 
 def test_repeat_takes_device_counts():

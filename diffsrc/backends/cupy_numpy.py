@@ -39,6 +39,31 @@ SlogdetResult = collections.namedtuple("SlogdetResult", "sign logabsdet")
 SVDResult = collections.namedtuple("SVDResult", "U S Vh")
 
 
+class _Generator:
+    """NumPy's Generator API over CuPy's, which draws the standard distributions only:
+    `normal` and `uniform` scale standard draws; other methods are CuPy's own, and one
+    CuPy lacks is a clear error."""
+
+    def __init__(self, generator):
+        self._generator = generator
+
+    def normal(self, loc=0.0, scale=1.0, size=None):
+        return loc + scale * self._generator.standard_normal(size)
+
+    def uniform(self, low=0.0, high=1.0, size=None):
+        return low + (high - low) * self._generator.random(size)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return getattr(self._generator, name)
+        except AttributeError:
+            raise BackendUnsupportedError(
+                f"Generator.{name} has no CuPy counterpart: diffsrc's cupy backend cannot "
+                "run it (draw with NumPy, or with a method CuPy's Generator has)") from None
+
+
 def _contains_device_array(x, cp):
     if isinstance(x, (list, tuple)):
         return any(_contains_device_array(e, cp) for e in x)
@@ -209,6 +234,10 @@ def namespace(cp):
             repeats = repeats.tolist()
         return cp.repeat(a, repeats, axis)
     ns.repeat = repeat
+    random = _Namespace("np.random")
+    random.__dict__.update({k: v for k, v in vars(cp.random).items() if not k.startswith("__")})
+    random.default_rng = lambda seed=None: _Generator(cp.random.default_rng(seed))
+    ns.random = random
     _built[cp.__name__] = ns
     return ns
 
