@@ -202,7 +202,8 @@ def large_array_paths():
     """Small test arrays take every path large ones take: in place, over long rows."""
     from diffsrc.codegen import python as codegen
     with in_place_at_any_size(), mock.patch.dict(codegen.LONG_ROWS_MIN_BYTES,
-                                                 {"number": 0, "array": 0}):
+                                                 {"number": 0, "array": 0}), \
+            mock.patch.object(codegen, "LONG_ROWS_MIN_REPEATS", 0):
         yield
 
 
@@ -603,6 +604,44 @@ def test_long_rows_is_the_ufunc(seed, shape, row, data):
     assert np.array_equal(got, expected, equal_nan=True)
     assert np.array_equal(np.signbit(got), np.signbit(expected))
     assert not in_place or got is out
+
+
+def bias_layer(W, b, x):
+    return np.sum(np.tanh(x @ W + b) ** 2)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), rows=st.integers(100, 300), width=st.integers(1, 12),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_a_bias_of_many_short_rows_sums_them_with_a_product(seed, rows, width, dtype):
+    """From 128 rows a bias's adjoint is sum_leading (a row of ones times the rows): the
+    gradient of the general code and of finite differences."""
+    rng = np.random.default_rng(seed)
+    args = tuple(rng.normal(size=shape).astype(dtype)
+                 for shape in ((3, width), (width,), (rows, 3)))
+    special = transform(bias_layer, args, (0, 1), "grad", specialize=True)
+    assert ("sum_leading(" in special.source) == (rows >= 128), special.source
+    got, expected = special.function(*args), transform(bias_layer, args, (0, 1), "grad").function(
+        *args)
+    tolerance = {"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else {"rtol": 1e-10,
+                                                                              "atol": 1e-10}
+    for g, e in zip(got[1], expected[1]):
+        assert g.dtype == dtype and np.allclose(g, e, **tolerance)
+    if dtype == np.float64:
+        from gradcheck import numeric_grad
+        for g, numeric in zip(got[1], numeric_grad(bias_layer, args, (0, 1))):
+            np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-6)
+
+
+def test_a_bias_repeating_over_few_long_rows_is_added_in_place():
+    """(512, 64) float64 is 256 KiB but only 512 rows: NumPy's own loop, not long_rows."""
+    rng = np.random.default_rng(0)
+    args = (rng.normal(size=(8, 64)), rng.normal(size=(64,)), rng.normal(size=(512, 8)))
+    special = transform(bias_layer, args, (0, 1), "grad", specialize=True)
+    assert "long_rows(np.add" not in special.source and "+= b" in special.source, \
+        special.source
+    assert _close(special.function(*args), transform(bias_layer, args, (0, 1), "grad").function(
+        *args))
 
 
 def test_bias_and_relu_of_a_large_array_run_over_long_rows():

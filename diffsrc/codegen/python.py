@@ -52,13 +52,14 @@ POSITIONAL_LIMIT = {"reshape": 2, "transpose": 2}    # their further arguments a
 # large float array and c a number or a short array repeating along t's leading axes (a
 # bias, a relu's 0): runtime.long_rows runs NumPy's vector loop over long rows instead.
 # With a number from 64 KiB (NumPy's loop with a scalar is 2-4x slower than its vector
-# loop); with an array from 256 KiB (rows of 64 or more run at nearly vector speed, and
-# below that the tiling costs what it saves).
+# loop); with an array from 256 KiB and 1024 rows (NumPy's cost per row, tens of ns,
+# must outweigh the tiling's few us: (128, 512) and (512, 128) go 1.2-1.4x slower tiled).
 LONG_ROW_UFUNCS = {operator.add: np.add, np.add: np.add, operator.sub: np.subtract,
                    np.subtract: np.subtract, operator.mul: np.multiply,
                    np.multiply: np.multiply, operator.truediv: np.divide, np.divide: np.divide,
                    np.maximum: np.maximum, np.minimum: np.minimum}
 LONG_ROWS_MIN_BYTES = {"number": 1 << 16, "array": 1 << 18}
+LONG_ROWS_MIN_REPEATS = 1024
 ATOM = PREC["atom"]
 
 
@@ -534,7 +535,8 @@ class Codegen:
     def long_rows_ufunc(self, op):
         """The ufunc of a binary elementwise `op` that runtime.long_rows should run, else
         None: a float result of LONG_ROWS_MIN_BYTES or more, one operand shaped like it,
-        the other a number or a short array of its dtype repeating along its leading axes."""
+        the other a number or a short array of its dtype repeating along its leading axes
+        LONG_ROWS_MIN_REPEATS times or more."""
         try:
             ufunc = LONG_ROW_UFUNCS.get(op.attrs["fn"])
         except TypeError:                         # an unhashable callable
@@ -548,8 +550,9 @@ class Codegen:
         a, b = (info.get(v.id) for v in op.args)
         short = b if a == result else a if b == result else None
         kind = _repeating(short, result)
-        if kind is None or \
-                np.prod(result.shape) * result.dtype.itemsize < LONG_ROWS_MIN_BYTES[kind]:
+        size = np.prod(result.shape)
+        if kind is None or size * result.dtype.itemsize < LONG_ROWS_MIN_BYTES[kind] or \
+                kind == "array" and size < LONG_ROWS_MIN_REPEATS * np.prod(short.shape):
             return None
         return ufunc
 
