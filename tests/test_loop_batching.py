@@ -2,7 +2,9 @@
 
 Each case runs the specialised, optimised gradient (where the pass applies) against the
 unoptimised code and central finite differences, over random loop lengths (zero trips
-included) and shapes."""
+included) and shapes; the rows written into buffers give the bits of the joined lists."""
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -13,6 +15,7 @@ from diffsrc.api import seed_with_one, transform
 from diffsrc.frontend.lower import lower_function
 from diffsrc.ir import verify
 from diffsrc.passes import optimize
+from diffsrc.passes.loop_batching import LoopBatching
 from diffsrc.transforms.reverse import reverse
 from gradcheck import numeric_grad
 from test_passes import in_place_at_any_size
@@ -47,6 +50,15 @@ def plain_products(W, x):
     return np.sum(acc ** 2)
 
 
+def counted_by_an_argument(W, x, k):
+    """range(k) with k from the caller, negative for no trips: max(k, 0) rows."""
+    acc = W * 0.5
+    for t in range(k):
+        a = np.sin(x[t])
+        acc = acc + a.T @ (a @ W)
+    return np.sum(acc * acc)
+
+
 CASES = {
     "rnn": (rnn, (0, 1), lambda rng, steps, n, d: (
         rng.normal(size=(d, d)) * 0.5, rng.normal(size=(d + 1, d)) * 0.5,
@@ -55,6 +67,8 @@ CASES = {
         rng.normal(size=(d, d)) * 0.5, rng.normal(size=(steps, n, d)))),
     "plain_products": (plain_products, (0,), lambda rng, steps, n, d: (
         rng.normal(size=(d, d)) * 0.5, rng.normal(size=(steps, n, d)))),
+    "counted_by_an_argument": (counted_by_an_argument, (0,), lambda rng, steps, n, d: (
+        rng.normal(size=(d, d)) * 0.5, rng.normal(size=(steps, n, d)), steps - 2)),
 }
 
 
@@ -87,8 +101,23 @@ def test_the_pass_applies_where_the_shapes_are_known(case):
     fn, wrt, make = CASES[case]
     args = make(np.random.default_rng(0), 3, 2, 3)
     source = transform(fn, args, wrt, "grad", specialize=True).source
-    assert "_rows.append(" in source and "np.concatenate(" in source
+    assert "_rows = np.empty(" in source and "_rows[" in source      # written in place
+    assert "np.concatenate(" not in source and "_rows.append(" not in source
     assert "_rows" not in transform(fn, args, wrt, "grad").source     # general code: as is
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@SETTINGS
+@given(seed=st.integers(0, 10_000), steps=st.integers(0, 5), n=st.integers(1, 4),
+       d=st.integers(1, 4))
+def test_rows_written_into_buffers_give_the_bits_of_joined_lists(case, seed, steps, n, d):
+    fn, wrt, make = CASES[case]
+    args = make(np.random.default_rng(seed), steps, n, d)
+    written = transform(fn, args, wrt, "grad", specialize=True)
+    with mock.patch.object(LoopBatching, "counts_from_zero", lambda self, loop: False):
+        joined = transform(fn, args, wrt, "grad", specialize=True)
+    assert ("np.concatenate(" in joined.source) == ("_rows = np.empty(" in written.source)
+    np.testing.assert_equal(written.function(*args), joined.function(*args))  # bit for bit
 
 
 def grow(W, x):
@@ -103,7 +132,7 @@ def test_a_loop_that_does_not_run_keeps_its_start_value():
     rng = np.random.default_rng(1)
     W, x = np.abs(rng.normal(size=(3, 3))), np.abs(rng.normal(size=(2, 3))) * 0.1
     compiled = transform(grow, (W, x), (0,), "grad", specialize=True)
-    assert "if h_rows:" in compiled.source
+    assert "if t > 0:" in compiled.source                # the reverse loop's trips
     plain = transform(grow, (W, x), (0,), "grad", optimize=False)
     for start in (x, 30 * x):                        # several trips, none
         assert _close(compiled.function(W, start), plain.function(W, start))
@@ -148,5 +177,5 @@ def test_loop_batching_is_a_printable_verified_pass():
     seed_with_one(function)
     seen = {}
     optimize(function, trace=lambda name, text: seen.setdefault(name, text), args=args)
-    assert "loop batching" in seen and "np.concatenate(" in seen["loop batching"]
+    assert "loop batching" in seen and "np.empty(" in seen["loop batching"]
     verify(function)

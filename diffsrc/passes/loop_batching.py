@@ -15,6 +15,11 @@ product with an n times longer inner dimension at a much higher rate than n smal
 this is the weight adjoint of a recurrent layer, `W_bar += h.T @ g` on every step of
 the reverse loop. An accumulator that starts as zeros_like(...) becomes the product.
 
+A loop over range(stop) (a reverse loop over its tape included) writes each trip's
+factors straight into buffers allocated before it, `a_rows = np.empty((stop, m, k))`,
+`a_rows[t] = a`, and multiplies `a_rows.reshape(-1, k)`: the same matrices without
+keeping n arrays and joining them after the loop (a second copy of every row).
+
 It applies to a carried value of a `for` loop that the body reads only to add one matrix
 product of two 2-d arrays the body computes, with shapes and dtypes known (specialised
 code) and the same on every trip. The lists keep each trip's factors as they were: the
@@ -25,8 +30,9 @@ import operator
 import numpy as np
 
 from ..ir import Block, Builder
-from ..ir.nodes import substitute, walk_ops
+from ..ir.nodes import Value, substitute, walk_ops
 from ..rules.registry import Method
+from ..rules.structures import make_tuple
 from .. import runtime
 from .dce import eliminate_dead_code
 from .patterns import Index, is_call
@@ -34,6 +40,7 @@ from .patterns import Index, is_call
 SUMS = (operator.add, np.add)
 PRODUCTS = (operator.matmul, np.matmul)
 TRANSPOSES = (Method("T", attribute=True), np.transpose)
+RESHAPE = Method("reshape")
 
 
 def _drop_carried(loop, k):
@@ -50,6 +57,7 @@ class LoopBatching(Index):
         super().__init__(fn)
         self.fn = fn
         self.info = fn.shape_info
+        self.joined_shape = {}              # buffer id -> its shape as a joined factor
 
     def matrix(self, v):
         info = self.info.get(v.id)
@@ -104,27 +112,82 @@ class LoopBatching(Index):
         found = {k: f for k, f in found.items() if f is not None}
         if not found:
             return False
-        rows = {}                           # value id -> the list collecting it
+        count = self.trip_count(block, loop) if self.counts_from_zero(loop) else None
+        rows = {}                           # value id -> what collects it (a list or a buffer)
         for k in sorted(found, reverse=True):
             total, product = found[k]
             parts, transposed = self.factors(product)
             at = body.ops.index(total)
             del body.ops[at]
-            for value, _ in parts:
-                if value.id not in rows:
+            for value, axis in parts:
+                if value.id in rows:
+                    continue
+                if count is not None:
+                    ops, rows[value.id] = self.rows_written(block, loop, value, axis, count)
+                else:
                     rows[value.id] = self.new_list(block, loop, value)
-                    body.ops.insert(at, Builder(Block(), total.loc).op(
-                        "push", [rows[value.id], value], nresults=0))
-                    at += 1
+                    ops = [Builder(Block(), total.loc).op(
+                        "push", [rows[value.id], value], nresults=0)]
+                body.ops[at:at] = ops
+                at += len(ops)
             init, result = loop.args[len(loop.args) - len(loop.results) + k], loop.results[k]
             _drop_carried(loop, k)
             ops, batched = self.joined(loop, init, [(rows[v.id], axis) for v, axis in parts],
-                                       transposed, total.result)
+                                       transposed, total.result, count is not None)
             after = block.ops.index(loop) + 1
             block.ops[after:after] = ops
             for block_ in self.blocks:
                 substitute(block_, {result: batched})
         return True
+
+    def counts_from_zero(self, loop):
+        """Whether the loop runs over range(0, stop, 1): its trip index is its variable."""
+        if loop.attrs.get("over") != "range":
+            return False
+        bounds = [self.info.get(a.id) for a in (loop.args[0], loop.args[2])]
+        return all(b is not None and b.kind == "exact" for b in bounds) and \
+            [b.value for b in bounds] == [0, 1]
+
+    def rows_written(self, block, loop, value, axis, count):
+        """A buffer (trips, *shape) for every trip's `value` ((rows, trips, columns) for
+        the columns of axis 1), allocated before the loop and carried through it, each trip
+        writing its value at its index: the joined factor is a view of it, without a join.
+        The ops that write it and the loop's final buffer."""
+        rows, columns = self.info[value.id].shape
+        before = Builder(Block(), loop.loc)
+        shape = [count, before.const(rows), before.const(columns)]
+        if axis:
+            shape[:2] = shape[1::-1]
+        hint = (value.hint or "t") + "_rows"
+        empty = before.call(np.empty, [before.call(make_tuple, shape),
+                                       before.const(self.info[value.id].dtype.type)],
+                            kwnames=("dtype",), hint=hint)
+        block.ops[block.ops.index(loop):block.ops.index(loop)] = before.block.ops
+        body = loop.regions[0]
+        buffer, written = Value(hint), Value(hint)
+        loop.args.append(empty)
+        body.params.append(buffer)
+        loop.results.append(written)
+        inside = Builder(Block(), loop.loc)
+        trip = body.params[0]
+        place = inside.call(make_tuple, [inside.const(slice(None)), trip]) if axis else trip
+        body.ops[-1].args.append(inside.call(runtime.index_update, [buffer, place, value],
+                                             hint=hint))
+        self.joined_shape[written.id] = (rows, -1) if axis else (-1, columns)
+        return inside.block.ops, written
+
+    def trip_count(self, block, loop):
+        """The trips of range(stop): stop itself when it is a length or a known count,
+        else max(stop, 0) (computed before the loop in `block`)."""
+        stop = loop.args[1]
+        known = self.info.get(stop.id)
+        if is_call(self.defs.get(stop.id), (len,), 1) or \
+                known is not None and known.kind == "exact" and known.value >= 0:
+            return stop
+        builder = Builder(Block(), loop.loc)
+        count = builder.call(max, [stop, builder.const(0)])
+        block.ops[block.ops.index(loop):block.ops.index(loop)] = builder.block.ops
+        return count
 
     def new_list(self, block, loop, value):
         builder = Builder(Block(), loop.loc)
@@ -132,10 +195,11 @@ class LoopBatching(Index):
         block.ops.insert(block.ops.index(loop), stack)
         return stack.result
 
-    def joined(self, loop, init, lists, transposed, like):
+    def joined(self, loop, init, lists, transposed, like, written):
         """The ops after the loop that give the accumulator's final value: init plus the
-        product of the joined lists (the product alone over zeros_like), guarded by
-        `if rows:` unless the loop is known to run."""
+        product of the joined lists or `written` buffers (the product alone over
+        zeros_like), guarded by `if rows:` (`if stop > 0:` over buffers) unless the loop
+        is known to run."""
         acc = self.info[like.id]
         trips = self.trips(loop)
         start = self.defs.get(init.id)
@@ -143,12 +207,15 @@ class LoopBatching(Index):
         builder = Builder(Block(), loop.loc)
         factors = []
         for stack, axis in lists:
-            if axis:
+            if written:
+                shape = [builder.const(size) for size in self.joined_shape[stack.id]]
+                factors.append(builder.call(RESHAPE, [stack] + shape))
+            elif axis:
                 axis_value = builder.const(axis)
-                joined = builder.call(np.concatenate, [stack, axis_value], kwnames=("axis",))
+                factors.append(builder.call(np.concatenate, [stack, axis_value],
+                                            kwnames=("axis",)))
             else:
-                joined = builder.call(np.concatenate, [stack])
-            factors.append(joined)
+                factors.append(builder.call(np.concatenate, [stack]))
         if transposed:
             factors[0] = builder.call(TRANSPOSES[0], [factors[0]])
         value = builder.call(operator.matmul, factors, hint=like.hint)
@@ -164,10 +231,11 @@ class LoopBatching(Index):
             otherwise.block.ops.append(start)
             self.block_of[id(start)].ops.remove(start)
         otherwise.op("yield", [init], nresults=0)
-        guard = Builder(Block(), loop.loc).op("if", [lists[0][0]], hints=[like.hint],
-                                              regions=[builder.block, otherwise.block])
+        test = Builder(Block(), loop.loc)
+        runs = test.call(operator.gt, [loop.args[1], test.const(0)]) if written else lists[0][0]
+        guard = test.op("if", [runs], hints=[like.hint], regions=[builder.block, otherwise.block])
         self.info[guard.result.id] = acc
-        return [guard], guard.result
+        return test.block.ops, guard.result
 
     def run(self):
         loops = [op for block in self.blocks for op in walk_ops(block)
