@@ -130,3 +130,14 @@ def substitute(block, mapping):
     """Replace operand references in `block` (recursively) following `mapping`."""
     for op in walk_ops(block):
         op.args = [mapping.get(a, a) for a in op.args]
+
+
+def substitute_chains(blocks, mapping):
+    """`substitute` in every block, where a replacement may itself be replaced (a -> b,
+    b -> c): every value goes to the end of its chain."""
+    for key, value in list(mapping.items()):
+        while value in mapping:
+            value = mapping[value]
+        mapping[key] = value
+    for block in blocks:
+        substitute(block, mapping)

@@ -27,7 +27,7 @@ import operator
 import numpy as np
 
 from ..ir import Builder
-from ..ir.nodes import substitute, walk_ops
+from ..ir.nodes import substitute_chains, walk_ops
 from ..rules import registry
 from ..rules.registry import Method
 from .dce import eliminate_dead_code
@@ -263,12 +263,7 @@ class Simplifier:
                                    else [])
         for block in blocks:
             self.visit(block, block is not self.fn.body)
-        for key, value in list(self.mapping.items()):
-            while value in self.mapping:
-                value = self.mapping[value]
-            self.mapping[key] = value
-        for block in blocks:
-            substitute(block, self.mapping)
+        substitute_chains(blocks, self.mapping)
         return self.changed
 
     def visit(self, block, in_pullback):

@@ -34,7 +34,7 @@ import operator
 import numpy as np
 
 from ..ir import Builder
-from ..ir.nodes import substitute, walk_ops
+from ..ir.nodes import substitute, substitute_chains, walk_ops
 from ..rules import registry
 from ..rules.registry import Method
 from .. import runtime
@@ -304,12 +304,7 @@ class Specializer:
                     self.uses[a.id] = self.uses.get(a.id, 0) + 1
         for block in blocks:
             self.visit(block)
-        for key, value in list(self.mapping.items()):
-            while value in self.mapping:
-                value = self.mapping[value]
-            self.mapping[key] = value
-        for block in blocks:
-            substitute(block, self.mapping)
+        substitute_chains(blocks, self.mapping)
         if self.host:
             eliminate_dead_code(self.fn)    # the adjoints of constants are read by no one
             self.share_through_clamps(blocks)
