@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import diffsrc as ds
 from gradcheck import arrays, shapes
+from test_higher_order import quintic, sine, tanh, tanh_4th
 
 SETTINGS = settings(max_examples=6, deadline=None, derandomize=True)
 
@@ -155,24 +156,6 @@ def test_tangents_must_match_the_primals():
 
 
 # -------------------------------------------------------- nth derivatives, closed forms
-def tanh(x):
-    return math.tanh(x)
-
-
-def quintic(x):
-    return x ** 5
-
-
-def sine(x):
-    return math.sin(x)
-
-
-def tanh_4th(x):
-    t = math.tanh(x)
-    s = 1.0 - t * t
-    return 16.0 * t * s * s - 8.0 * t ** 3 * s
-
-
 def forward_derivative(f):
     """x -> f'(x) by forward mode, a function that can be transformed again."""
     def d(x):
