@@ -22,6 +22,7 @@ from .ir import format_function, verify
 from .rules import registry
 from .passes import optimize as run_passes
 from .passes.dce import eliminate_dead_code
+from .passes.owned_outputs import copy_shared_outputs
 from .transforms.forward import forward
 from .transforms.reverse import keep_tapes, reverse
 from . import backends
@@ -102,6 +103,9 @@ def transform(fn, args, wrt, mode, optimize=True, trace=None, order="forward mod
                    "device" if backend.name != "numpy" else True)
     elif mode in ("grad", "pullback", "jvp"):
         eliminate_dead_code(ir_function)
+    if mode in ("grad", "pullback"):
+        copy_shared_outputs(ir_function)
+        verify(ir_function)
     if mode == "pullback":
         keep_tapes(ir_function)
     fusion = None

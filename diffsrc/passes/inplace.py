@@ -217,45 +217,21 @@ class InPlace:
         """`fn.release_groups` (value id -> group) for the groups codegen may delete once
         dead, and `fn.large_allocations`, the values that allocate a large array."""
         info = getattr(self.fn, "shape_info", {})
-        group = {}
-
-        def find(v):
-            while group.get(v, v) != v:
-                v = group[v]
-            return v
-
-        def join(*values):
-            for v in values[1:]:
-                group[find(v.id)] = find(values[0].id)
-
+        group_of = memory_groups(self.blocks)
         large, kept = set(), set()
         for block in self.blocks:
             for op in walk_ops(block):
                 fn = _fn(op)
-                if op.attrs.get("inplace"):
-                    join(op.args[op.attrs.get("out", 0)], op.result)
-                elif _in(fn, SHARING) and op.args:
-                    join(op.args[0], op.result)
-                elif _in(fn, FRESH) and _large(info.get(op.result.id)):
+                if not op.attrs.get("inplace") and not _in(fn, SHARING) and \
+                        _in(fn, FRESH) and _large(info.get(op.result.id)):
                     large.add(op.result.id)
                 if op.opname == "push" or (_stores(op) and not _in(fn, SHARING)):
                     kept.update(a.id for a in op.args)
-                if op.opname == "if":              # results alias what flows into them
-                    for region in op.regions:
-                        for result, value in zip(op.results, region.ops[-1].args):
-                            join(result, value)
-                elif op.opname in ("for", "while"):
-                    body = op.regions[-1]
-                    inits = op.args[3:] if op.opname == "for" else op.args
-                    params = body.params[1:] if op.opname == "for" else body.params
-                    others = op.regions[0].params if op.opname == "while" else params
-                    for flow in zip(op.results, inits, params, body.ops[-1].args, others):
-                        join(*flow)
         members = {}
         for block in self.blocks:
             for op in walk_ops(block):
                 for r in op.results:
-                    members.setdefault(find(r.id), []).append(r.id)
+                    members.setdefault(group_of(r.id), []).append(r.id)
         top = {r.id for block in self.blocks for op in block.ops for r in op.results}
         self.fn.release_groups = {
             v: key for key, vs in members.items()
@@ -295,6 +271,41 @@ class InPlace:
             op.args = [acc, index, g]
             op.attrs["inplace"] = True
             self.uses[other.id].remove(op)
+
+
+def memory_groups(blocks):
+    """`group_of(value id)`: values that may share memory get one group. A view and its
+    base, an in-place result and its buffer, a branch's or a loop's result and what
+    flows into it are joined; anything else is a group of its own."""
+    group = {}
+
+    def find(v):
+        while group.get(v, v) != v:
+            v = group[v]
+        return v
+
+    def join(*values):
+        for v in values[1:]:
+            group[find(v.id)] = find(values[0].id)
+
+    for block in blocks:
+        for op in walk_ops(block):
+            if op.attrs.get("inplace"):
+                join(op.args[op.attrs.get("out", 0)], op.result)
+            elif _in(_fn(op), SHARING) and op.args:
+                join(op.args[0], op.result)
+            if op.opname == "if":              # results alias what flows into them
+                for region in op.regions:
+                    for result, value in zip(op.results, region.ops[-1].args):
+                        join(result, value)
+            elif op.opname in ("for", "while"):
+                body = op.regions[-1]
+                inits = op.args[3:] if op.opname == "for" else op.args
+                params = body.params[1:] if op.opname == "for" else body.params
+                others = op.regions[0].params if op.opname == "while" else params
+                for flow in zip(op.results, inits, params, body.ops[-1].args, others):
+                    join(*flow)
+    return find
 
 
 def _large(info):

@@ -17,8 +17,8 @@ import numpy as np
 
 from .lowering_hooks import positional
 from .registry import Method, adjoint_rule, linear, register, tangent_rule
-from ..runtime import (array_adjoint, cast_adjoint, cast_like, item_adjoint, linspace_adjoint,
-                       unbroadcast, _float_like)
+from ..runtime import (array_adjoint, cast_adjoint, cast_like, copied, item_adjoint,
+                       linspace_adjoint, unbroadcast, _float_like)
 
 FAMILY = "creation"
 
@@ -72,7 +72,7 @@ for _name in GENERATOR_METHODS:
     register(Method(_name), nondiff=True, effect=True).meta["family"] = FAMILY
 
 
-for _helper in (cast_adjoint, item_adjoint, linspace_adjoint, _float_like, cast_like):
+for _helper in (cast_adjoint, item_adjoint, linspace_adjoint, _float_like, cast_like, copied):
     register(_helper)
 register(array_adjoint, result_kind="list")     # a list for a list input: adds up as one
 
@@ -89,7 +89,7 @@ def astype_adjoint(y_bar, y, x, *args, **kwargs):
     return (cast_adjoint(y_bar, y, x),)
 
 
-@adjoint_rule(Method("copy"), np.copy, np.ascontiguousarray)
+@adjoint_rule(Method("copy"), np.copy, np.ascontiguousarray, copied)
 def copy_adjoint(y_bar, y, x, *args, **kwargs):
     return (y_bar,)
 
@@ -146,8 +146,8 @@ def item_adjoint_adjoint(c, r, g, x):
 
 # ------------------------------------------------------------------------ tangent rules
 linear(np.array, np.asarray, np.asanyarray, Method("copy"), np.copy, np.ascontiguousarray,
-       Method("item"), cast_adjoint, cast_like, array_adjoint, item_adjoint, linspace_adjoint,
-       _float_like)
+       copied, Method("item"), cast_adjoint, cast_like, array_adjoint, item_adjoint,
+       linspace_adjoint, _float_like)
 linear(np.full, np.full_like, positions=(1,))
 linear(np.linspace, positions=(0, 1))
 
