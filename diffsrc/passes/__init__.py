@@ -13,6 +13,7 @@ from .scalarize import scalarize
 from .loop_batching import batch_loop_products
 from .tiling import concatenate_tiled_adjoints
 from .simplify import simplify
+from .slot_writes import write_slots
 from .specialize import specialize
 from .stacked_products import flatten_stacked_products
 
@@ -22,6 +23,7 @@ PIPELINE = (("simplify", simplify), ("composites", recognize_composites),
 # pass must then leave alone.
 BATCHED = PIPELINE + (("stacked products", flatten_stacked_products),
                       ("tiling", concatenate_tiled_adjoints),
+                      ("slot writes", write_slots),
                       ("loop batching", batch_loop_products))
 # In-place updates are decided last, once every reader of every array (the pullback's
 # included) is in the IR.

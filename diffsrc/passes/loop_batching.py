@@ -113,26 +113,31 @@ class LoopBatching(Index):
         if not found:
             return False
         count = self.trip_count(block, loop) if self.counts_from_zero(loop) else None
-        rows = {}                           # value id -> what collects it (a list or a buffer)
+        rows = {}        # (value id, slot write or None) -> what collects it (list, buffer)
         for k in sorted(found, reverse=True):
             total, product = found[k]
             parts, transposed = self.factors(product)
+            slots = self.slot_layout(loop, parts) if transposed else None
+            keys = [(value.id, slots and id(slots[1])) for value, _ in parts]
             at = body.ops.index(total)
             del body.ops[at]
-            for value, axis in parts:
-                if value.id in rows:
+            for (value, axis), key in zip(parts, keys):
+                if key in rows:
                     continue
-                if count is not None:
-                    ops, rows[value.id] = self.rows_written(block, loop, value, axis, count)
+                if slots is not None:
+                    ops, rows[key] = self.in_slots(block, loop, value, *slots)
+                elif count is not None:
+                    ops, rows[key] = self.rows_written(block, loop, value, axis, count)
                 else:
-                    rows[value.id] = self.new_list(block, loop, value)
-                    ops = [Builder(Block(), total.loc).op(
-                        "push", [rows[value.id], value], nresults=0)]
+                    rows[key] = self.new_list(block, loop, value)
+                    ops = [Builder(Block(), total.loc).op("push", [rows[key], value],
+                                                          nresults=0)]
                 body.ops[at:at] = ops
                 at += len(ops)
             init, result = loop.args[len(loop.args) - len(loop.results) + k], loop.results[k]
             _drop_carried(loop, k)
-            ops, batched = self.joined(loop, init, [(rows[v.id], axis) for v, axis in parts],
+            ops, batched = self.joined(loop, init, [(rows[key], axis) for (_, axis), key
+                                                    in zip(parts, keys)],
                                        transposed, total.result, count is not None)
             after = block.ops.index(loop) + 1
             block.ops[after:after] = ops
@@ -154,10 +159,22 @@ class LoopBatching(Index):
         writing its value at its index: the joined factor is a view of it, without a join.
         The ops that write it and the loop's final buffer."""
         rows, columns = self.info[value.id].shape
-        before = Builder(Block(), loop.loc)
-        shape = [count, before.const(rows), before.const(columns)]
+        shape = [count, rows, columns]
         if axis:
             shape[:2] = shape[1::-1]
+        inside = Builder(Block(), loop.loc)
+        trip = loop.regions[0].params[0]
+        place = inside.call(make_tuple, [inside.const(slice(None)), trip]) if axis else trip
+        ops, written = self.written_at(block, loop, value, shape, place,
+                                       (rows, -1) if axis else (-1, columns))
+        return inside.block.ops + ops, written
+
+    def written_at(self, block, loop, value, shape, place, joined):
+        """A buffer of `shape` (sizes or values) allocated before the loop and carried
+        through it, each trip writing its `value` at `place`; the ops that write it and the
+        loop's final buffer, which joins as a `joined`-shaped matrix."""
+        before = Builder(Block(), loop.loc)
+        shape = [size if isinstance(size, Value) else before.const(size) for size in shape]
         hint = (value.hint or "t") + "_rows"
         empty = before.call(np.empty, [before.call(make_tuple, shape),
                                        before.const(self.info[value.id].dtype.type)],
@@ -169,12 +186,41 @@ class LoopBatching(Index):
         body.params.append(buffer)
         loop.results.append(written)
         inside = Builder(Block(), loop.loc)
-        trip = body.params[0]
-        place = inside.call(make_tuple, [inside.const(slice(None)), trip]) if axis else trip
         body.ops[-1].args.append(inside.call(runtime.index_update, [buffer, place, value],
                                              hint=hint))
-        self.joined_shape[written.id] = (rows, -1) if axis else (-1, columns)
+        self.joined_shape[written.id] = joined
         return inside.block.ops, written
+
+    def slot_layout(self, loop, parts):
+        """(written, write, result) when one factor is `written` into its own slot of a
+        carried array on every trip, slots that cover it (passes/slot_writes.py), by
+        `write`, the array being the loop's `result`; the factors are rows (axis 0) and
+        the slot, a trip's rows, is not along the array's last axis."""
+        body = loop.regions[0]
+        for value, _ in parts:
+            for j, out in enumerate(body.ops[-1].args):
+                write = self.defs.get(out.id)
+                if write is None or write.attrs.get("slot_axis") is None or \
+                        write.args[2] is not value or write.args[0] is not body.params[1 + j]:
+                    continue
+                shape, axis = self.info[out.id].shape, write.attrs["slot_axis"]
+                if axis < len(shape) - 1 and \
+                        shape[:axis] + shape[axis + 1:] == self.info[value.id].shape:
+                    return value, write, loop.results[j]
+        return None
+
+    def in_slots(self, block, loop, value, written, write, result):
+        """The rows of `value` laid out as the written factor's slots: that factor's
+        array itself (no copy), or a buffer allocated before the loop, shaped like the
+        array with `value`'s columns, that each trip writes at its slot. Row r of both
+        flattened holds the same trip's row, so their product sums the same terms."""
+        columns = self.info[value.id].shape[1]
+        if value is written:
+            self.joined_shape[result.id] = (-1, columns)
+            return [], result
+        shape = list(self.info[result.id].shape)
+        shape[-1] = columns
+        return self.written_at(block, loop, value, shape, write.args[1], (-1, columns))
 
     def trip_count(self, block, loop):
         """The trips of range(stop): stop itself when it is a length or a known count,
