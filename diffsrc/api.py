@@ -103,7 +103,7 @@ def transform(fn, args, wrt, mode, optimize=True, trace=None, order="forward mod
                    "device" if backend.name != "numpy" else True)
     elif mode in ("grad", "pullback", "jvp"):
         eliminate_dead_code(ir_function)
-    if mode in ("grad", "pullback"):
+    if mode in ("grad", "pullback", "jvp"):
         copy_shared_outputs(ir_function)
         verify(ir_function)
     if mode == "pullback":

@@ -105,6 +105,23 @@ def test_gradients_never_share_memory_with_the_caller(program, seed):
         np.testing.assert_array_equal(before, after)
 
 
+@settings(max_examples=40, deadline=None)
+@given(programs(), st.integers(0, 1000))
+def test_tangents_never_share_memory_with_the_caller(program, seed):
+    source, _, has_aux = program
+    rng = np.random.default_rng(seed)
+    a, b, constant, a_dot, b_dot = (rng.normal(size=(3, 4)) for _ in range(5))
+    module = _module(source, constant)
+    y, y_dot = ds.jvp(module.F, (a, b), (a_dot, b_dot))
+    held = [a, b, constant, a_dot, b_dot] + [v for v in _leaves(y) if isinstance(v, np.ndarray)]
+    _assert_owned(y_dot, held)
+    eps = 1e-6
+    ahead, behind = module.F(a + eps * a_dot, b + eps * b_dot), \
+        module.F(a - eps * a_dot, b - eps * b_dot)
+    for tangent, plus, minus in zip(_leaves(y_dot), _leaves(ahead), _leaves(behind)):
+        np.testing.assert_allclose(tangent, (plus - minus) / (2 * eps), rtol=1e-5, atol=1e-6)
+
+
 def _write(name, body):
     return _module(f"def {name}{body}", None)
 

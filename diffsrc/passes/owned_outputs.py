@@ -1,8 +1,9 @@
 """Returned derivatives are the caller's own arrays: none is an array they already hold.
 
 Simplification can leave a derivative that is an input itself (d/da sum(a * b) is b),
-a view of one, a constant the function closed over, an adjoint seed the caller passed
-in, or the same array as another returned value. A caller who then updates that
+a view of one, a constant the function closed over, an adjoint seed or tangent the
+caller passed in (the tangent of the identity is its input's), or the same array as
+another returned value. A caller who then updates that
 gradient in place (`g *= lr`) would change their data, or another gradient. This pass
 copies exactly those returned leaves; a leaf this code allocated, which nothing else
 returned shares, goes back as it is.
@@ -37,7 +38,8 @@ IMMUTABLE_KINDS = ("float", "int", "bool", "scalar")
 class OwnedOutputs:
     def __init__(self, fn):
         self.fn = fn
-        self.blocks = [fn.body, fn.pullback]
+        self.pullback = getattr(fn, "pullback", None)
+        self.blocks = [fn.body] + ([self.pullback] if self.pullback is not None else [])
         self.group_of = memory_groups(self.blocks)
         self.defs = {r.id: op for block in self.blocks for op in walk_ops(block)
                      for r in op.results}
@@ -49,8 +51,8 @@ class OwnedOutputs:
         a structured argument's leaves, tapes' contents, array constants, the results of
         calls not known to allocate (and the groups they share memory with)."""
         yield from self.fn.params
-        yield from self.fn.body.params
-        yield from self.fn.pullback.params
+        for block in self.blocks:
+            yield from block.params
         for block in self.blocks:
             for op in walk_ops(block):
                 if op.opname in ("unpack", "pop", "vjp", "unvjp") or (
@@ -98,10 +100,17 @@ class OwnedOutputs:
         return copy
 
     def run(self):
-        returned = {self.group_of(v.id) for v in self.fn.body.ops[-1].args}
-        block = self.fn.pullback
+        """The pullback returns the derivatives, the forward code the outputs; a tangent
+        program returns the outputs, then their tangents."""
+        outputs = self.fn.body.ops[-1].args
+        if self.pullback is not None:
+            block, first, primal = self.pullback, 0, outputs
+        else:
+            block, first = self.fn.body, len(outputs) // 2
+            primal = outputs[:first]
+        returned = {self.group_of(v.id) for v in primal}
         ret = block.ops[-1]
-        for k, v in enumerate(ret.args):
+        for k, v in enumerate(ret.args[first:], first):
             op = self.defs.get(v.id)
             if op in block.ops and op.opname == "pack":    # a structured argument's adjoint
                 op.args[1:] = [self.copy(leaf, op, block) if self.needs_copy(leaf, returned)
@@ -112,6 +121,7 @@ class OwnedOutputs:
 
 
 def copy_shared_outputs(fn):
-    """Copy every returned derivative that may share memory with an array the caller holds
-    (see the module docstring); `fn` must have a pullback."""
+    """Copy every returned derivative (a pullback's adjoints, a tangent program's output
+    tangents) that may share memory with an array the caller holds: see the module
+    docstring."""
     return OwnedOutputs(fn).run()
