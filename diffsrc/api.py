@@ -567,6 +567,8 @@ def grad(f=None, wrt=0, backend=None, has_aux=False):
     The code runs on the arguments' device (NumPy or CuPy arrays); `backend="numpy"`,
     `"cupy"` or a `diffsrc.backends.Backend` fixes it and moves the arguments there.
     has_aux=True: f returns (loss, aux) and the call returns (gradient, aux).
+    Returned gradient arrays are new arrays, never an argument or another result
+    (d/da sum(a * b) comes back as a copy of b): updating it in place is safe.
     """
     if f is None:
         return lambda g: GradientFunction(g, wrt, backend=backend, has_aux=has_aux)
