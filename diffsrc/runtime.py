@@ -78,11 +78,12 @@ def winner_share(g, x, y, tie=None, out=None):
     return share + half if out is None else np.add(share, half, out=out)
 
 
-def clamped_extremum_share(g, y, x, axis, keepdims, clamp, bound, ties):
+def clamped_extremum_share(g, y, x, axis, keepdims, clamp, bound, ties, like=None, at=None):
     """The adjoint that t gets through y = max(x, axis) (or min) where x views
     clamp(t, bound) (np.maximum: a relu before a max-pool; or np.minimum), and `ties`
     views t == bound the same way: winner_share(extremum_share(g, y, x, axis, keepdims),
     t, bound) (or (bound, t)), with x standing for t: it is on the same side of bound.
+    `like` and `at` place it as extremum_share does.
 
     An entry the extremum chooses equals y. Without ties, it is t's own (not the bound)
     exactly where y is on t's side of the bound, so that comparison is made with y, on
@@ -91,35 +92,62 @@ def clamped_extremum_share(g, y, x, axis, keepdims, clamp, bound, ties):
     would wait for the GPU), the two steps run as written."""
     if type(ties) is np.ndarray and not ties.any():
         wins = y > bound if clamp is np.maximum else bound > y
-        single = _single_winner_share(g, y, x, axis, wins)
-        return extremum_share(g * wins, y, x, axis, keepdims) if single is None else single
+        single = _single_winner_share(g, y, x, axis, wins, like, at)
+        return extremum_share(g * wins, y, x, axis, keepdims, like, at) if single is None \
+            else single
     share = extremum_share(g, y, x, axis, keepdims)
     if clamp is np.maximum:
-        return winner_share(share, x, bound, tie=ties)
-    return winner_share(share, bound, x, tie=ties)
+        return _placed(winner_share(share, x, bound, tie=ties), like, at)
+    return _placed(winner_share(share, bound, x, tie=ties), like, at)
 
 
-def _single_winner_share(g, y, x, axis, wins):
-    """`extremum_share(g * wins, y, x, axis)` where every window `wins` selects has one
-    entry equal to y and y has no NaN, else None. Then there is no tie count to divide
-    by: each window offset is compared and written in turn, as a hand-written pooling
-    adjoint does, and the count of winners checks the premise."""
+def _single_winner_share(g, y, x, axis, wins, like=None, at=None):
+    """`extremum_share(g * wins, y, x, axis, like=like, at=at)` where every window `wins`
+    selects has one entry equal to y and y has no NaN, else None. Then there is no tie
+    count to divide by: g * wins is made once on the reduced shape (zero where the bound
+    wins), and each window offset is compared and written in turn, as a hand-written
+    pooling adjoint does; the count of winners checks the premise."""
     if not all(type(a) is np.ndarray for a in (g, y, x, wins)):
         return None
     axes = _axes_tuple(axis, x.ndim)
     kept = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
-    g = np.ascontiguousarray(g).reshape(kept)     # read once per window offset
     y, wins = y.reshape(kept), wins.reshape(kept)
-    out = np.empty(x.shape, np.result_type(g, np.result_type(x)))
+    share = np.multiply(g.reshape(kept), wins)      # contiguous: read once per offset
+    whole, out = _place(x.shape, np.result_type(share, x.dtype), like, at)
     winners = 0
     for k in window_offsets(x.shape, axes) or [...]:
         chosen = x[k] == y
         chosen &= wins
         winners += np.count_nonzero(chosen)
-        np.multiply(chosen, g, out=out[k])
+        np.multiply(chosen, share, out=out[k])
     if winners != np.count_nonzero(wins) or np.isnan(y).any():
         return None
-    return out
+    return _placed(out, like, at) if whole is None else whole
+
+
+def _place(shape, dtype, like, at):
+    """(whole, out): `out` the array of `shape` and `dtype` a helper writes its result
+    into, `whole` what it then returns. Without `like`, both one fresh array; with it,
+    zeros shaped like `like` and their view at `at` (unindex(result, like, at), with no
+    copy), or, where the result cannot be viewed there (another dtype, an index that is
+    not basic, a reshape that would copy), None and a fresh array for `_placed`."""
+    if like is None:
+        out = np.empty(shape, dtype)
+        return out, out
+    if type(like) is np.ndarray and like.dtype == dtype and is_basic_index(at):
+        whole = np.zeros_like(like)
+        out = whole[at].reshape(shape)
+        if np.may_share_memory(out, whole):
+            return whole, out
+    return None, np.empty(shape, dtype)
+
+
+def _placed(result, like, at):
+    """`result`, or, `like` given, unindex(result, like, at) with result shaped as the
+    place it fills: what a helper called with `like` and `at` returns."""
+    if like is None:
+        return result
+    return unindex(result.reshape(np.shape(like[at])), like, at)
 
 
 LONG_ROW = 8192         # elements: long inner loops, a tiled row that stays in cache
@@ -654,13 +682,15 @@ def cumprod_adjoint(g, y, x, axis=None):
     return np.moveaxis(out, 0, axis)
 
 
-def extremum_share(g, y, x, axis=None, keepdims=False):
+def extremum_share(g, y, x, axis=None, keepdims=False, like=None, at=None):
     """The adjoint of `max`/`min` over `axis`: ties share the adjoint equally.
 
     `x == y` and the product with `g` broadcast from the reduced shape, so neither y nor
     g is copied to full size; g is divided by the tie count on the reduced shape. Short
     windows (pooling) go one window offset at a time, each a strided slice of x compared
-    and written with the reduced shape's long inner loops."""
+    and written with the reduced shape's long inner loops. `like` and `at` (given by
+    passes/placed_outputs.py) ask for unindex(result, like, at), the adjoint of the crop
+    that x came from: the result is then written straight into those zeros."""
     x = _arr(x)
     axes = _axes_tuple(axis, x.ndim)
     kept = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
@@ -669,16 +699,16 @@ def extremum_share(g, y, x, axis=None, keepdims=False):
     offsets = window_offsets(x.shape, axes)
     if offsets is None or type(x) is not np.ndarray:
         chosen = x == y
-        return chosen * (g / window_sum(chosen, axes, np.result_type(x)))
+        return _placed(chosen * (g / window_sum(chosen, axes, np.result_type(x))), like, at)
     chosen = [x[k] == y for k in offsets]
     count = chosen[0].view(np.uint8).copy()          # small integers: exact in any dtype,
     for c in chosen[1:]:                             # and bytes add without a cast
         count += c.view(np.uint8)
     share = g / count.astype(np.result_type(x))
-    out = np.empty(x.shape, share.dtype)
+    whole, out = _place(x.shape, share.dtype, like, at)
     for k, c in zip(offsets, chosen):
         np.multiply(c, share, out=out[k])
-    return out
+    return _placed(out, like, at) if whole is None else whole
 
 
 def window_offsets(shape, axes):

@@ -9,6 +9,7 @@ from .dce import eliminate_dead_code
 from .fusion import update_in_place_outside_groups
 from .inplace import update_in_place
 from .ordered_writes import keep_repeated_writes_ordered
+from .placed_outputs import place_outputs
 from .scalarize import scalarize
 from .loop_batching import batch_loop_products
 from .tiling import concatenate_tiled_adjoints
@@ -22,6 +23,7 @@ PIPELINE = (("simplify", simplify), ("composites", recognize_composites),
 # These need the shapes of specialised code; loop batching pushes values the in-place
 # pass must then leave alone.
 BATCHED = PIPELINE + (("stacked products", flatten_stacked_products),
+                      ("placed outputs", place_outputs),
                       ("tiling", concatenate_tiled_adjoints),
                       ("slot writes", write_slots),
                       ("loop batching", batch_loop_products))

@@ -72,7 +72,9 @@ WRITABLE_VIEWS = {operator.getitem, np.reshape, np.transpose, np.ravel, np.squee
 SHAPE_ONLY = {(runtime.unbroadcast, 1), (runtime.unindex, 1), (runtime.unreduce, 1),
               (runtime.zeros_like, 0), (np.shape, 0), (len, 0), (np.ndim, 0), (np.size, 0),
               (Method("shape", attribute=True), 0), (Method("ndim", attribute=True), 0),
-              (Method("dtype", attribute=True), 0), (runtime.cast_like, 1)}
+              (Method("dtype", attribute=True), 0), (runtime.cast_like, 1),
+              # like= of a placed share (passes/placed_outputs.py)
+              (runtime.extremum_share, 5), (runtime.clamped_extremum_share, 8)}
 
 
 def _stores(op):
