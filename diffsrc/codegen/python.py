@@ -51,9 +51,12 @@ POSITIONAL_LIMIT = {"reshape": 2, "transpose": 2}    # their further arguments a
 # Elementwise operations written `long_rows(np.add, t, c)` in specialised code where t is a
 # large float array and c a number or a short array repeating along t's leading axes (a
 # bias, a relu's 0): runtime.long_rows runs NumPy's vector loop over long rows instead.
-# With a number from 64 KiB (NumPy's loop with a scalar is 2-4x slower than its vector
-# loop); with an array from 256 KiB and 1024 rows (NumPy's cost per row, tens of ns,
-# must outweigh the tiling's few us: (128, 512) and (512, 128) go 1.2-1.4x slower tiled).
+# With a number from 64 KiB, for maximum and minimum only (NumPy's loop with a scalar is
+# 2-4x slower than its vector loop there; add, subtract, multiply and divide have fast
+# scalar loops, 3-4x faster than tiling: W7's 1 + exp(-x)); with an array from 256 KiB and
+# 1024 rows (NumPy's cost per row, tens of ns, must outweigh the tiling's few us: (128, 512)
+# and (512, 128) go 1.2-1.4x slower tiled).
+SLOW_SCALAR_UFUNCS = {np.maximum, np.minimum}
 LONG_ROW_UFUNCS = {operator.add: np.add, np.add: np.add, operator.sub: np.subtract,
                    np.subtract: np.subtract, operator.mul: np.multiply,
                    np.multiply: np.multiply, operator.truediv: np.divide, np.divide: np.divide,
@@ -552,6 +555,7 @@ class Codegen:
         kind = _repeating(short, result)
         size = np.prod(result.shape)
         if kind is None or size * result.dtype.itemsize < LONG_ROWS_MIN_BYTES[kind] or \
+                kind == "number" and ufunc not in SLOW_SCALAR_UFUNCS or \
                 kind == "array" and size < LONG_ROWS_MIN_REPEATS * np.prod(short.shape):
             return None
         return ufunc

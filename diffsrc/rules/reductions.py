@@ -16,7 +16,8 @@ from .lowering_hooks import is_none, is_true, positional
 from .registry import (Method, adjoint_rule, from_source, is_zero, linear, register,
                        tangent_rule)
 from ..runtime import (average_adjoint, cov_adjoint, cumprod_adjoint, extremum_share,
-                       nanvar_adjoint, prod_adjoint, quantile_adjoint, undiff, unreduce)
+                       max_shift, nanvar_adjoint, prod_adjoint, quantile_adjoint, undiff,
+                       unreduce)
 
 FAMILY = "reductions"
 
@@ -31,6 +32,7 @@ register(np.average).meta["lower"] = positional(
 for _helper in (average_adjoint, cov_adjoint, cumprod_adjoint, extremum_share, nanvar_adjoint,
                 prod_adjoint, quantile_adjoint, undiff, unreduce):
     register(_helper)
+register(max_shift, nondiff=True).meta["family"] = FAMILY
 
 
 @adjoint_rule(np.sum, Method("sum"))

@@ -45,6 +45,7 @@ for _name in ("clip", "conj", "conjugate"):
 register(Method("real", attribute=True)).meta["family"] = FAMILY
 register(Method("round"), nondiff=True).meta["family"] = FAMILY
 register(runtime.sigmoid).meta["family"] = FAMILY
+register(runtime.silu).meta["family"] = FAMILY
 nondifferentiable(clip_mask)
 register(clip_bound_adjoint)
 register(np.clip).meta["lower"] = positional(
@@ -204,6 +205,14 @@ def sigmoid_adjoint(y_bar, y, x):
     return (y_bar * (y * (1 - y)),)
 
 
+@adjoint_rule(runtime.silu)
+def silu_adjoint(y_bar, y, x, t):
+    """SiLU x / t, t = 1 + exp(-x) (passes/composites.py): its derivative (x - y + 1) / t
+    (x - y first: exact for x >= 0). t, a function of x, gets none of its own: x's is the
+    whole derivative."""
+    return (y_bar * (x - y + 1) / t, None)
+
+
 @adjoint_rule(np.sinh)
 def sinh_adjoint(y_bar, y, x):
     return (y_bar * np.cosh(x),)
@@ -344,6 +353,12 @@ diagonal(np.square, np.sqrt, np.cbrt, np.reciprocal, np.exp, np.exp2, np.expm1, 
          Method("real", attribute=True), np.nan_to_num)
 linear(np.ldexp)
 linear(np.where, positions=(1, 2))
+
+
+@tangent_rule(runtime.silu)
+def silu_tangent(dots, y, x, t):
+    """As the adjoint: t's tangent is already in x's."""
+    return dots[0] * (x - y + 1) / t
 
 
 @tangent_rule(np.float_power)
