@@ -202,11 +202,10 @@ def _check_differentiable(fn, args, wrt):
 
 
 def _as_float_like(grad, arg):
-    """Float arguments get float gradients; array gradients are the caller's own arrays."""
+    """Float arguments get float gradients, in containers too (CuPy gives 0-d arrays).
+    (Gradient arrays are already the caller's own: passes/owned_outputs.py.)"""
     if isinstance(arg, float) and not isinstance(grad, float) and grad is not None:
         return float(grad)
-    if isinstance(grad, np.ndarray) and not grad.flags.writeable:
-        return grad.copy()
     if isinstance(grad, (dict, list, tuple)) or hasattr(grad, "__dict__"):
         return _owned(grad, arg)
     return grad
@@ -462,8 +461,8 @@ def _guard(prefix, name, arg, namespace):
             f"{name}.dtype is {prefix}_dtype")
 
 
-# Operators whose result is a new object (ufuncs too): a returned array they made is
-# writeable and nobody else's, so it goes back to the caller as it is.
+# Operators whose result is a new object (ufuncs too): a returned auxiliary array they
+# made is writeable and nobody else's, so it goes back to the caller as it is.
 _FRESH_OPERATORS = {operator.add, operator.sub, operator.mul, operator.truediv,
                     operator.floordiv, operator.mod, operator.pow, operator.neg, operator.pos,
                     operator.matmul, abs}
@@ -490,8 +489,8 @@ def _finishing(gradient, compiled, args, names, namespace):
     for grad, i, value in zip(grads, gradient.wrt, fn.pullback.ops[-1].args):
         if isinstance(args[i], float):        # np.float64 too, as in _as_float_like
             owned.append(grad if value.kind == "float" else f"_as_float_like({grad}, {names[i]})")
-        else:
-            owned.append(grad if _made_fresh(fn.pullback, value) else f"_owned({grad})")
+        else:                                 # owned already (passes/owned_outputs.py)
+            owned.append(grad)
     value_target = f"({', '.join(['_value'] + aux)})" if aux else "_value"
     grads_target = grads[0] if len(grads) == 1 else f"({', '.join(grads)})"
     lines = ["try:", f"    {value_target}, {grads_target} = {call}"] + errors
