@@ -78,6 +78,25 @@ def winner_share(g, x, y, tie=None, out=None):
     return share + half if out is None else np.add(share, half, out=out)
 
 
+def tie_mask(t, bound):
+    """t == bound, the ties a clamp of t at bound leaves for clamped_extremum_share; where
+    there are none (nearly always), a broadcast False of that shape instead: views of it
+    cost nothing, and asking it for a tie reads one byte, where the pullback would read
+    the whole mask from memory long after it was made. On CuPy the mask as it is (asking
+    would wait for the GPU)."""
+    ties = t == bound
+    if type(ties) is np.ndarray and not ties.any():
+        return np.broadcast_to(np.False_, ties.shape)
+    return ties
+
+
+def _any_true(mask):
+    """mask.any(), at once for a mask that repeats one value (tie_mask's broadcast False)."""
+    if mask.size and not any(mask.strides):
+        return bool(mask.flat[0])
+    return bool(mask.any())
+
+
 def clamped_extremum_share(g, y, x, axis, keepdims, clamp, bound, ties, like=None, at=None):
     """The adjoint that t gets through y = max(x, axis) (or min) where x views
     clamp(t, bound) (np.maximum: a relu before a max-pool; or np.minimum), and `ties`
@@ -90,7 +109,7 @@ def clamped_extremum_share(g, y, x, axis, keepdims, clamp, bound, ties, like=Non
     the reduced shape, and scales g there: no comparison and product at full size, and
     t need not be kept (the clamp can write over it). With ties, or on CuPy (asking
     would wait for the GPU), the two steps run as written."""
-    if type(ties) is np.ndarray and not ties.any():
+    if type(ties) is np.ndarray and not _any_true(ties):
         wins = y > bound if clamp is np.maximum else bound > y
         single = _single_winner_share(g, y, x, axis, wins, like, at)
         return extremum_share(g * wins, y, x, axis, keepdims, like, at) if single is None \

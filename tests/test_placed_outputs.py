@@ -1,5 +1,6 @@
 """A pooling adjoint scattered into zeros is written there directly (passes/placed_outputs.py,
-runtime extremum_share / clamped_extremum_share with like= and at=)."""
+runtime extremum_share / clamped_extremum_share with like= and at=); the ties a relu before
+a pool leaves come from runtime.tie_mask."""
 from unittest import mock
 
 import numpy as np
@@ -138,3 +139,31 @@ def test_a_placed_share_is_the_scatter_of_the_share(seed, shape, data):
         got = runtime.clamped_extremum_share(*args, like=like, at=at)
     expected = runtime.unindex(share.reshape(np.shape(like[at])), like, at)
     assert got.dtype == expected.dtype and np.array_equal(got, expected, equal_nan=True)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), shape=st.lists(st.integers(1, 4), min_size=2, max_size=4),
+       c=st.sampled_from([0.0, 0.5, -1.0]), data=st.data())
+def test_tie_mask_gives_the_shares_of_the_comparison(seed, shape, c, data):
+    """tie_mask(t, c) holds t == c (a broadcast False without ties), and its views give
+    clamped_extremum_share the same floats as views of t == c: ties, NaNs, crops."""
+    rng = np.random.default_rng(seed)
+    t = rng.integers(-2, 3, size=shape) * 0.5 if data.draw(st.booleans()) else \
+        rng.normal(size=shape)
+    if data.draw(st.booleans()):
+        t[t == c] += 0.25                         # no ties
+    if data.draw(st.booleans()):
+        t.flat[0] = np.nan
+    ties = runtime.tie_mask(t, c)
+    assert ties.dtype == bool and np.array_equal(ties, t == c)
+    at = _crop(data, shape)
+    clamp = data.draw(st.sampled_from([np.maximum, np.minimum]))
+    x = clamp(t, c)[at]
+    if not x.size or not x.ndim:
+        return
+    axes = tuple(sorted(data.draw(st.sets(st.integers(0, x.ndim - 1), min_size=1))))
+    y = x.max(axis=axes)
+    g = rng.normal(size=y.shape)
+    got = runtime.clamped_extremum_share(g, y, x, axes, False, clamp, c, ties[at])
+    expected = runtime.clamped_extremum_share(g, y, x, axes, False, clamp, c, (t == c)[at])
+    assert np.array_equal(got, expected, equal_nan=True)

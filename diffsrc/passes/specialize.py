@@ -14,11 +14,12 @@ With the shapes and dtypes from `shapes.infer_shapes`:
     winner_share(U(extremum_share(g, y, X, ...)), t, c), X = V(np.maximum(t, c)), c a
     number, V views (reshape, index) that U undoes
                                             -> U(clamped_extremum_share(g, y, X, ...,
-                                                 np.maximum, c, V(t == c)))
+                                                 np.maximum, c, V(tie_mask(t, c))))
                                                (relu then max-pool: the relu's comparison
                                                made on the pooled shape where t has no c;
                                                t == c found before the clamp, which may
-                                               then write over t)
+                                               then write over t; a broadcast False when
+                                               there are none)
     winner_share(G, t, c), x = np.maximum(t, c), nothing else reading t
                                             -> winner_share(G, x, c, t == c)  (the same:
                                                relu in place, its ties found before it)
@@ -365,7 +366,8 @@ class Specializer:
         `(G, c, t)` from np.minimum) where G is only the adjoint of an extremum over views
         of x: the extremum_share turned clamped_extremum_share, and G, which then is the
         whole answer. t's ties with c are found just before the clamp (which may then
-        write over t) and viewed as x is."""
+        write over t) and viewed as x is: runtime.tie_mask, a broadcast False where there
+        are none, which the pullback then need not read from memory."""
         if len(op.args) != 3 or op.attrs.get("kwnames"):
             return None
         adjoint, a, b = op.args
@@ -397,8 +399,8 @@ class Specializer:
             return None
         bound = b if a is t else a
         shape = self.array(t).shape
-        ties = self.emit(self.owner[id(clamp)][1], clamp, operator.eq, [t, bound], hint="ties",
-                         info=Info("array", shape, np.dtype(bool)))
+        ties = self.emit(self.owner[id(clamp)][1], clamp, runtime.tie_mask, [t, bound],
+                         hint="ties", info=Info("array", shape, np.dtype(bool)))
         for view in reversed(views):
             rest = [self.constant(block, share, self.info[v.id].value) for v in view.args[1:]]
             shape = self.array(view.results[0]).shape
