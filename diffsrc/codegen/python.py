@@ -687,8 +687,19 @@ class Codegen:
             self.namespace["add_into"] = runtime.add_into
             self.emit(f"{source} = add_into({source}, {self.ref(index).text}, "
                       f"{self.ref(value).text})", depth, loc)
-        else:
+        elif not self.made_in_slot(x, index, value):
             self.emit(f"{source}[{self.index(index)}] = {self.ref(value).text}", depth, loc)
+
+    def made_in_slot(self, x, index, value):
+        """Whether `value` was made with `out=x[index]` (passes/slot_outputs.py): writing
+        it there again would copy it onto itself."""
+        made = self.defs.get(value.id)
+        if made is None or made.opname != "call" or made.attrs.get("kwnames", ())[-1:] != \
+                ("out",):
+            return False
+        view = self.defs.get(made.args[-1].id)
+        return view is not None and view.opname == "call" and \
+            view.attrs["fn"] is operator.getitem and view.args == [x, index]
 
     def emit_into_operand(self, op, depth, loc):
         """`a += b` or `np.exp(a, out=a)`: an elementwise result written over a dying operand."""

@@ -15,6 +15,7 @@ from .loop_batching import batch_loop_products
 from .tiling import concatenate_tiled_adjoints
 from .simplify import simplify
 from .row_products import write_row_products_as_dot
+from .slot_outputs import concatenate_in_slots
 from .slot_writes import write_slots
 from .specialize import specialize
 from .stacked_products import flatten_stacked_products
@@ -31,7 +32,8 @@ BATCHED = PIPELINE + (("stacked products", flatten_stacked_products),
 # In-place updates are decided last, once every reader of every array (the pullback's
 # included) is in the IR; a row times a matrix becomes `x.dot(W)` after every pass that
 # looks for `@` (NumPy only: CuPy's dispatch costs are others).
-FINAL = BATCHED + (("inplace", update_in_place), ("dce after inplace", eliminate_dead_code),
+FINAL = BATCHED + (("inplace", update_in_place), ("slot outputs", concatenate_in_slots),
+                   ("dce after inplace", eliminate_dead_code),
                    ("row products", write_row_products_as_dot))
 # CuPy: repeated-index writes stay ordered (passes/ordered_writes.py); fused code also keeps
 # fresh results for the ops that join a fusion group.
