@@ -525,6 +525,8 @@ def matmul_left(g, a, b):
         return unbroadcast((g.reshape(-1, g.shape[-1]) @ b.T).reshape(a.shape), a)
     if a.ndim == 1 and b.ndim == 1:
         return unbroadcast(g * b, a)
+    if a.ndim == 1 and b.ndim == 2:          # a vector times a matrix
+        return unbroadcast(b @ g, a)
     if b.ndim == 1:
         return unbroadcast(g[..., None] * b, a)
     if a.ndim == 1:

@@ -114,6 +114,9 @@ class Specializer:
             return self.unbroadcast(op, block, *args)
         if fn is runtime.unindex and len(args) == 3 and self.whole(*args):
             return args[0]
+        if fn is runtime.unindex and len(args) == 3 and self.only_entry(*args):
+            shape = self.constant(block, op, self.array(args[1]).shape)
+            return self.emit(block, op, np.full, [shape, args[0]], hint=result.hint, info=info)
         if fn is operator.getitem and len(args) == 2 and self.whole(op.result, *args):
             return args[0]
         if fn is runtime.matmul_left and self.plain_2d(*args) and not _wide_left(
@@ -125,6 +128,12 @@ class Specializer:
             g, a, b = args
             at = self.emit(block, op, TRANSPOSE, [a], info=_transposed(self.array(a)))
             return self.product(block, op, at, g, result.hint, info)
+        if fn in (runtime.matmul_left, runtime.matmul_right) and self.vector_matrix(*args):
+            g, a, b = args                   # a (k,) @ b (k, n): the products NumPy's do
+            if fn is runtime.matmul_left:
+                return self.emit(block, op, operator.matmul, [b, g], hint=result.hint,
+                                 info=info)
+            return self.emit(block, op, np.outer, [a, g], hint=result.hint, info=info)
         if fn in (operator.matmul, np.matmul) and len(args) == 2 and \
                 self.outer(*args) and info is not None:
             return self.emit(block, op, operator.mul, args, hint=result.hint, info=info)
@@ -208,8 +217,28 @@ class Specializer:
         return all(i is not None and len(i.shape) == 2 for i in infos) and \
             len({i.dtype for i in infos}) == 1
 
+    def only_entry(self, g, x, index):
+        """Whether `x[index]` is the one entry of a one-element x, and g a number of x's
+        dtype: then the scatter `unindex(g, x, index)` is np.full(x.shape, g)."""
+        xi, gi, index = self.array(x), self.info.get(g.id), self.info.get(index.id)
+        if xi is None or gi is None or gi.kind != "scalar" or gi.dtype != xi.dtype or \
+                index is None or index.kind != "exact" or int(np.prod(xi.shape)) != 1:
+            return False
+        parts = index.value if isinstance(index.value, tuple) else (index.value,)
+        return len(parts) == len(xi.shape) and all(
+            type(p) is int and p in (0, -1) for p in parts)
+
+    def vector_matrix(self, g, a, b):
+        """a @ b of a vector a (k,) and a matrix b (k, n), with g (n,), of one dtype."""
+        infos = [self.array(v) for v in (g, a, b)]
+        return all(i is not None for i in infos) and \
+            [len(i.shape) for i in infos] == [1, 1, 2] and len({i.dtype for i in infos}) == 1
+
     def unbroadcast(self, op, block, g, x):
-        gi, xi = self.info.get(g.id), self.array(x)
+        gi, xi = self.info.get(g.id), self.info.get(x.id)
+        if gi is not None and gi.kind in ("scalar", "float") and gi == xi:
+            return g                         # one number for another of its type
+        xi = self.array(x)
         if gi is None or xi is None or gi.kind != "array" or (
                 gi.dtype != xi.dtype and xi.dtype.kind in "fc"):
             return None
