@@ -14,6 +14,7 @@ from .scalarize import scalarize
 from .loop_batching import batch_loop_products
 from .tiling import concatenate_tiled_adjoints
 from .simplify import simplify
+from .sinking import sink_to_first_use
 from .row_products import write_row_products_as_dot
 from .slot_outputs import concatenate_in_slots
 from .slot_writes import write_slots
@@ -28,7 +29,8 @@ BATCHED = PIPELINE + (("stacked products", flatten_stacked_products),
                       ("placed outputs", place_outputs),
                       ("tiling", concatenate_tiled_adjoints),
                       ("slot writes", write_slots),
-                      ("loop batching", batch_loop_products))
+                      ("loop batching", batch_loop_products),
+                      ("sinking", sink_to_first_use))
 # In-place updates are decided last, once every reader of every array (the pullback's
 # included) is in the IR; a row times a matrix becomes `x.dot(W)` after every pass that
 # looks for `@` (NumPy only: CuPy's dispatch costs are others).
