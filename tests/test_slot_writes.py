@@ -1,9 +1,10 @@
 """Slot writes: each reverse trip writes its adjoint into its own slot (passes/slot_writes.py).
 
 Loops that read `x[:, t]`, `x[t]`, `x[:, :, t]` or `x[:, t, 1:2]` once per trip, over all
-of an axis or part of it, run as specialised, optimised code against the unoptimised code
-and central finite differences over random shapes and trip counts (none included); loops
-whose trips may share a slot (a negative start, two reads a trip) keep adding."""
+of an axis, part of it or a count from the caller, run as specialised, optimised code
+against the unoptimised code and central finite differences over random shapes and trip
+counts (none included); loops whose trips may share a slot (a negative start, two reads a
+trip) keep adding."""
 from unittest import mock
 
 import numpy as np
@@ -60,6 +61,15 @@ def one_column(W, x):
     return np.sum(h ** 2)
 
 
+def counted_by_the_caller(W, x, k):
+    """range(k), k from the caller (negative for no trips): slots of their own, none known
+    to cover x."""
+    h = np.zeros((x.shape[0], W.shape[0]))
+    for t in range(k):
+        h = np.tanh(x[:, t, :] + h @ W)
+    return np.sum(h ** 2)
+
+
 def from_the_end(W, x):
     """range(-n, n): t and t - n name one slot, so their adjoints must add."""
     h = np.zeros((x.shape[0], W.shape[0]))
@@ -91,6 +101,8 @@ CASES = {
     "part_of_the_axis": (part_of_the_axis, _recurrent, True, False, False),
     "one_column": (one_column, lambda rng, n, steps, d: (
         rng.normal(size=(1, 1)) * 0.5, rng.normal(size=(n, steps, d + 1))), True, False, False),
+    "counted_by_the_caller": (counted_by_the_caller, lambda rng, n, steps, d: (
+        *_recurrent(rng, n, steps, d), steps - 1), True, False, False),
     "from_the_end": (from_the_end, _recurrent, False, False, False),
     "twice_a_trip": (twice_a_trip, _recurrent, False, False, False),
 }
@@ -105,7 +117,7 @@ def test_slot_writes_agree_with_unoptimised_code_and_finite_differences(
     fn, make = CASES[case][:2]
     args = make(np.random.default_rng(seed), n, steps, d)
     if float32:
-        args = tuple(a.astype(np.float32) for a in args)
+        args = tuple(a.astype(np.float32) for a in args[:2]) + args[2:]
     with in_place_at_any_size():
         compiled = transform(fn, args, (0, 1), "grad", specialize=True)
     value, grads = compiled.function(*args)
@@ -132,7 +144,7 @@ def test_the_pass_applies_where_trips_have_slots_of_their_own(case):
     assert "x_bar = np.empty_like" not in transform(fn, args, (0, 1), "grad").source
 
 
-@pytest.mark.parametrize("case", ["recurrence", "one_column"])
+@pytest.mark.parametrize("case", ["recurrence", "one_column", "counted_by_the_caller"])
 @SETTINGS
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 4), steps=st.integers(0, 5),
        d=st.integers(1, 4))

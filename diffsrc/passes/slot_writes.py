@@ -11,14 +11,15 @@ Each trip's index comes off the tape, pushed by one trip of the forward loop: co
 and that loop's trip variable, which takes a different value on every trip. Distinct
 trips then select disjoint slots, so every slot is still zero when its trip adds to it,
 and adding to zero is writing: the same numbers, but that -0.0 stays -0.0 (the in-place
-pass then writes the slot, `x_bar[idx] = g`: one write, not a read and a write of x_bar). When the slots cover x_bar (the
-forward loop runs over the whole axis, every other index is `:`) and the reverse loop
-pops them all, nothing is left to zero first; the write's `slot_axis` attribute says so
-(loop batching then reads x_bar as the stacked rows of g, passes/loop_batching.py).
+pass then writes the slot, `x_bar[idx] = g`: one write, not a read and a write of
+x_bar). When the slots cover x_bar (the forward loop runs over the whole axis, every
+other index is `:`) and the reverse loop pops them all, nothing is left to zero first;
+the write's `slot_axis` attribute says so (loop batching then reads x_bar as the stacked
+rows of g, passes/loop_batching.py).
 
 It needs the shapes and dtypes (specialised code): the accumulator, x and the sum alike,
-g of their dtype. Trip values start at zero or above and grow, so no two name one slot
-through a negative index.
+g of their dtype. Trip values start at zero or above and grow (the stop may be a count
+from the caller), so no two name one slot through a negative index.
 """
 import operator
 
@@ -56,7 +57,8 @@ class SlotWrites(Index):
     def trip_slots(self, tape, position):
         """For the index pushed at `position` of `tape` by one forward loop (at the top
         of the function, once per trip): (index parts with TRIP at the trip variable, range
-        bounds of the loop); None when trips may not name disjoint slots."""
+        bounds of the loop, stop None where not known); None when trips may not name
+        disjoint slots."""
         pushes = self.pushes.get(tape.id, [])
         if len(pushes) != 1:
             return None
@@ -66,12 +68,10 @@ class SlotWrites(Index):
         if loop is None or loop.attrs.get("over") != "range" or loop.attrs.get("exit") \
                 is not None or id(loop) not in self.top_level:
             return None
-        bounds = [self.exact(a) for a in loop.args[:3]]
-        if not all(known for known, _ in bounds):
+        (_, start), (known_stop, stop), (_, step) = map(self.exact, loop.args[:3])
+        if type(start) is not int or type(step) is not int or start < 0 or step <= 0:
             return None
-        start, stop, step = (value for _, value in bounds)
-        if not all(type(b) is int for b in (start, stop, step)) or start < 0 or step <= 0:
-            return None
+        stop = stop if known_stop and type(stop) is int else None   # a count from the caller
         trip, index = loop.regions[0].params[0], push.args[1 + position]
         if index is trip:
             return (TRIP,), (start, stop, step)
