@@ -43,6 +43,8 @@ def sum_leading(g, n):
         width *= d
     rows = g.size // width if width else 0
     if type(g) is np.ndarray and g.dtype.char in "fd" and rows > 1 and g.flags.c_contiguous:
+        if width == 1 and g.ndim > n:    # one contiguous run: NumPy's pairwise sum is
+            return g.sum(axis=tuple(range(n)))      # 5-8x faster ((990, 1): 1 vs 8 us)
         return (np.ones(rows, g.dtype) @ g.reshape(rows, width)).reshape(g.shape[n:])
     k = 1024 // width if width else 0
     if k < 2 or rows < 4 * k or not g.flags.c_contiguous:
@@ -182,19 +184,23 @@ def long_rows(ufunc, a, b, out=None):
     short operand is tiled to one long row and the large one is taken as rows of that
     length (and a shorter rest): the same operation on the same entries, so the same
     result. Anything else (CuPy, a strided array, a cast) goes to `ufunc` as it is."""
-    large, short = (a, b) if np.size(a) >= np.size(b) else (b, a)
+    swapped = type(a) is not np.ndarray or type(b) is np.ndarray and b.size > a.size
+    large, short = (b, a) if swapped else (a, b)
     row = _tiled_row(large, short, out)
     if row is None:
         return ufunc(a, b, out=out)
-    flat = large.reshape(-1)
-    result = np.empty(flat.size, large.dtype) if out is None else out.reshape(-1)
-    whole = flat.size - flat.size % row.size
-    parts = [(flat[:whole].reshape(-1, row.size), row, result[:whole].reshape(-1, row.size))]
-    if whole < flat.size:
-        parts.append((flat[whole:], row[:flat.size - whole], result[whole:]))
+    result = np.empty(large.shape, large.dtype) if out is None else out
+    width = row.size
+    whole = large.size - large.size % width
+    if whole == large.size:              # few steps: each costs more beside large products
+        parts = [(large.reshape(-1, width), row, result.reshape(-1, width))]
+    else:
+        flat, into = large.reshape(-1), result.reshape(-1)
+        parts = [(flat[:whole].reshape(-1, width), row, into[:whole].reshape(-1, width)),
+                 (flat[whole:], row[:large.size - whole], into[whole:])]
     for part, tile, into in parts:
-        ufunc(*((part, tile) if large is a else (tile, part)), out=into)
-    return result.reshape(large.shape) if out is None else out
+        ufunc(*((tile, part) if swapped else (part, tile)), out=into)
+    return result
 
 
 def _number_row(dtype, number):
