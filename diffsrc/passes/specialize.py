@@ -505,15 +505,19 @@ def _wide_left(g, b):
 
 def _tall(shape, leading, dtype):
     """Whether summing the leading axes is in the regime where runtime.sum_leading beats
-    np.sum (many short rows). Its product with a row of ones (float32/64) wins from 128
-    rows at any width up to 512 (2.5x for (512, 2)); its blocks of rows laid side by side
-    (other dtypes) only from 4 blocks."""
+    np.sum (many short rows). Its product with a row of ones (float32/64) wins from 256
+    rows at any width up to 512 (2.5x for (512, 2)), from 128 (or 4 blocks) at widths
+    from 64; below, a small BLAS call costs more than NumPy's rows in a training step
+    ((128, 10): 17-24 vs 4-6 us beside the layers' products). Its blocks of rows laid side
+    by side (other dtypes) only from 4 blocks."""
     width = int(np.prod(shape[leading:]))
     rows = int(np.prod(shape[:leading]))
     if not 0 < width <= 512:
         return False
     blocks = 4 * (1024 // width)
-    return rows >= (min(128, blocks) if dtype.char in "fd" else blocks)
+    if dtype.char in "fd":
+        return rows >= min(128 if width >= 64 else 256, blocks)
+    return rows >= blocks
 
 
 def _transposed(info):
