@@ -82,11 +82,13 @@ def _stores(op):
     return op.opname == "call" and any(r.kind in ("list", "tuple", "dict") for r in op.results)
 
 
-def _fn(op):
+def callee(op):
+    """The function `op` calls (None for other ops)."""
     return op.attrs.get("fn") if op is not None and op.opname == "call" else None
 
 
-def _in(fn, table):
+def in_table(fn, table):
+    """`fn in table`; False for a callable that cannot be hashed."""
     try:
         return fn in table
     except TypeError:
@@ -133,9 +135,9 @@ class InPlace:
                 body = op.regions[-1]
                 first = 1 if op.opname == "for" else 0
                 return self.owned(body.params[first + op.results.index(v)], seen + (v.id,))
-            if _in(_fn(op), WRITABLE_VIEWS) and len(self.uses.get(op.args[0].id, [])) == 1:
+            if in_table(callee(op), WRITABLE_VIEWS) and len(self.uses.get(op.args[0].id, [])) == 1:
                 return self.owned(op.args[0], seen + (v.id,))   # the one view of a fresh array
-            return _in(_fn(op), FRESH)
+            return in_table(callee(op), FRESH)
         if v.id in self.param_of:
             loop, k = self.param_of[v.id]
             inits = loop.args[3:] if loop.opname == "for" else loop.args
@@ -158,21 +160,21 @@ class InPlace:
         while work:
             current = work.pop()
             for use in self.uses.get(current.id, []):
-                if _in(_fn(use), SHARING) and use.args[0] is current and use.result not in group:
+                if in_table(callee(use), SHARING) and use.args[0] is current and use.result not in group:
                     group.append(use.result)
                     work.append(use.result)
         return group
 
     def shape_only(self, value, use):
         """Whether `use` reads only the shape/dtype of `value` (directly or from a tape)."""
-        fn = _fn(use)
-        if fn is not None and all(_in((fn, k), SHAPE_ONLY)
+        fn = callee(use)
+        if fn is not None and all(in_table((fn, k), SHAPE_ONLY)
                                   for k, a in enumerate(use.args) if a is value):
             return True
         if use.opname == "push":
             slots = [k for k, a in enumerate(use.args[1:]) if a is value]
             for pop in self.uses.get(use.args[0].id, []):
-                if _fn(pop) not in (None, len):
+                if callee(pop) not in (None, len):
                     return False           # a list read whole (loop batching's rows)
                 if pop.opname != "pop":
                     continue
@@ -203,11 +205,11 @@ class InPlace:
         self.buffers = []                      # (operand, result) sharing one buffer
         for block in self.blocks:
             for op in walk_ops(block):
-                if _fn(op) is runtime.index_update and self.can_update_in_place(op):
+                if callee(op) is runtime.index_update and self.can_update_in_place(op):
                     op.attrs["inplace"] = True
-                elif _fn(op) is operator.add:
+                elif callee(op) is operator.add:
                     self.scatter_in_place(op)
-                if _fn(op) is not None and not op.attrs.get("inplace"):
+                if callee(op) is not None and not op.attrs.get("inplace"):
                     self.write_into_operand(op)
         for operand, result in reversed(self.buffers):
             if not operand.hint:               # a chain of updates takes its last name
@@ -223,11 +225,11 @@ class InPlace:
         large, kept = set(), set()
         for block in self.blocks:
             for op in walk_ops(block):
-                fn = _fn(op)
-                if not op.attrs.get("inplace") and not _in(fn, SHARING) and \
-                        _in(fn, FRESH) and _large(info.get(op.result.id)):
+                fn = callee(op)
+                if not op.attrs.get("inplace") and not in_table(fn, SHARING) and \
+                        in_table(fn, FRESH) and _large(info.get(op.result.id)):
                     large.add(op.result.id)
-                if op.opname == "push" or (_stores(op) and not _in(fn, SHARING)):
+                if op.opname == "push" or (_stores(op) and not in_table(fn, SHARING)):
                     kept.update(a.id for a in op.args)
         members = {}
         for block in self.blocks:
@@ -249,8 +251,8 @@ class InPlace:
         if result is None or op.attrs.get("fusing") or result.kind != "array" or \
                 not result.shape or \
                 np.prod(result.shape) * result.dtype.itemsize < MIN_INPLACE_BYTES or \
-                op.attrs.get("kwnames") or not (isinstance(fn, np.ufunc) or _in(fn, WITH_UFUNC)
-                                                or _in(fn, HELPERS_WITH_OUT)):
+                op.attrs.get("kwnames") or not (isinstance(fn, np.ufunc) or in_table(fn, WITH_UFUNC)
+                                                or in_table(fn, HELPERS_WITH_OUT)):
             return
         for k, a in enumerate(op.args):
             if HELPERS_WITH_OUT.get(fn, k) == k and info.get(a.id) == result and \
@@ -264,7 +266,7 @@ class InPlace:
         """acc + unindex(g, x, index) -> add_into(acc, index, g), when acc may be updated."""
         acc, other = op.args
         scatter = self.defs.get(other.id)
-        if _fn(scatter) is not runtime.unindex or len(self.uses.get(other.id, [])) != 1 or \
+        if callee(scatter) is not runtime.unindex or len(self.uses.get(other.id, [])) != 1 or \
                 len(scatter.args) != 3:
             return
         g, x, index = scatter.args
@@ -294,7 +296,7 @@ def memory_groups(blocks):
         for op in walk_ops(block):
             if op.attrs.get("inplace"):
                 join(op.args[op.attrs.get("out", 0)], op.result)
-            elif _in(_fn(op), SHARING) and op.args:
+            elif in_table(callee(op), SHARING) and op.args:
                 join(op.args[0], op.result)
             if op.opname == "if":              # results alias what flows into them
                 for region in op.regions:

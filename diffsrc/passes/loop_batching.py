@@ -56,7 +56,6 @@ class LoopBatching(Index):
     def __init__(self, fn):
         super().__init__(fn)
         self.fn = fn
-        self.info = fn.shape_info
         self.joined_shape = {}              # buffer id -> its shape as a joined factor
 
     def matrix(self, v):

@@ -19,7 +19,7 @@ from ..ir import Builder
 from ..ir.nodes import walk_ops
 from ..rules.registry import Method
 from .. import runtime
-from .inplace import FRESH, SHARING, memory_groups, _fn, _in
+from .inplace import FRESH, SHARING, memory_groups, callee, in_table
 
 # Calls whose result is an array (or number) they allocated, besides inplace.FRESH and
 # NumPy's ufuncs: reductions and products.
@@ -59,7 +59,7 @@ class OwnedOutputs:
                         op.opname == "const" and isinstance(op.attrs["value"], np.ndarray)):
                     yield from op.results
                 elif op.opname == "call" and not op.attrs.get("inplace") and \
-                        not _in(_fn(op), SHARING) and not self.allocates(op):
+                        not in_table(callee(op), SHARING) and not self.allocates(op):
                     yield from op.results
 
     def allocates(self, op):
@@ -67,7 +67,7 @@ class OwnedOutputs:
         if "out" in op.attrs.get("kwnames", ()) or any(r.kind in ("list", "tuple", "dict")
                                                        for r in op.results):
             return False                   # a container holds whatever was put in it
-        return isinstance(fn, np.ufunc) or _in(fn, FRESH) or _in(fn, ALLOCATING)
+        return isinstance(fn, np.ufunc) or in_table(fn, FRESH) or in_table(fn, ALLOCATING)
 
     def immutable(self, v):
         op = self.defs.get(v.id)
@@ -83,7 +83,7 @@ class OwnedOutputs:
             return False
         group = self.group_of(v.id)
         shared = group in self.foreign or group in returned or \
-            _in(_fn(self.defs.get(v.id)), READ_ONLY_VIEWS)
+            in_table(callee(self.defs.get(v.id)), READ_ONLY_VIEWS)
         returned.add(group)
         return shared
 

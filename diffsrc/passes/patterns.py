@@ -10,9 +10,11 @@ def function_blocks(fn):
 
 class Index:
     """defs: value id -> defining op; uses: value id -> number of reads; block_of: op id ->
-    the block that holds it. Taken once: a pass that rewrites keeps it current itself."""
+    the block that holds it; info: what specialisation knows of each value (`shape_info`,
+    empty in general code). Taken once: a pass that rewrites keeps it current itself."""
 
     def __init__(self, fn):
+        self.info = getattr(fn, "shape_info", None) or {}
         self.blocks = function_blocks(fn)
         self.defs, self.uses, self.block_of = {}, {}, {}
         for block in self.blocks:
@@ -24,8 +26,18 @@ class Index:
                 for a in op.args:
                     self.uses[a.id] = self.uses.get(a.id, 0) + 1
 
+    def exact(self, v):
+        """(True, value) for a constant or a value specialisation knows exactly (constants
+        made after specialisation have no Info), else (False, None)."""
+        op = self.defs.get(v.id)
+        if op is not None and op.opname == "const":
+            return True, op.attrs["value"]
+        info = self.info.get(v.id)
+        return (True, info.value) if info is not None and info.kind == "exact" else (False, None)
+
 
 def is_call(op, fns, arity):
     """Whether `op` calls one of `fns` on `arity` positional arguments."""
     return op is not None and op.opname == "call" and op.attrs["fn"] in fns and \
         not op.attrs.get("kwnames") and len(op.args) == arity
+

@@ -49,19 +49,11 @@ class PlacedOutputs(Index):
     def __init__(self, fn):
         super().__init__(fn)
         self.fn = fn
-        self.info = fn.shape_info
         self.readers = {}
         for block in self.blocks:
             for op in walk_ops(block):
                 for a in op.args:
                     self.readers.setdefault(a.id, []).append(op)
-
-    def exact(self, v):
-        op = self.defs.get(v.id)
-        if op is not None and op.opname == "const":
-            return True, op.attrs["value"]
-        info = self.info.get(v.id)
-        return (True, info.value) if info is not None and info.kind == "exact" else (False, None)
 
     def producer(self, g, block):
         """[helper call, reshapes...] when g is a placeable helper's result, reshaped in C

@@ -25,7 +25,7 @@ import numpy as np
 from ..ir.nodes import walk_ops
 from ..rules import registry
 from ..rules.registry import Method
-from .inplace import SHARING, _in
+from .inplace import SHARING, in_table
 from .patterns import function_blocks
 
 # Views with their input's entries, all of them: an array kept alive through one is kept
@@ -60,7 +60,7 @@ def _bytes(v, info, defs):
     op = defs.get(v.id)
     while op is not None and op.opname == "call" and op.attrs["fn"] in RESHAPES:
         op = defs.get(op.args[0].id)
-    if op is not None and op.opname == "call" and _in(op.attrs["fn"], SHARING):
+    if op is not None and op.opname == "call" and in_table(op.attrs["fn"], SHARING):
         return None
     return int(np.prod(known.shape)) * known.dtype.itemsize
 

@@ -30,7 +30,6 @@ from .shapes import Info
 class SlotOutputs(Index):
     def __init__(self, fn):
         super().__init__(fn)
-        self.info = fn.shape_info
         self.readers = {}                   # value id -> the ops that read it
         for block in self.blocks:
             for op in walk_ops(block):

@@ -38,7 +38,6 @@ TRIP = object()                             # where the trip variable is in an i
 class SlotWrites(Index):
     def __init__(self, fn):
         super().__init__(fn)
-        self.info = fn.shape_info
         self.pushes, self.pops = {}, {}      # tape id -> [push ops], [pop ops]
         self.top_level = set(map(id, fn.body.ops))
         for block in self.blocks:
@@ -46,13 +45,6 @@ class SlotWrites(Index):
                 if op.opname in ("push", "pop"):
                     table = self.pushes if op.opname == "push" else self.pops
                     table.setdefault(op.args[0].id, []).append(op)
-
-    def exact(self, v):
-        op = self.defs.get(v.id)
-        if op is not None and op.opname == "const":
-            return True, op.attrs["value"]
-        info = self.info.get(v.id)
-        return (True, info.value) if info is not None and info.kind == "exact" else (False, None)
 
     def trip_slots(self, tape, position):
         """For the index pushed at `position` of `tape` by one forward loop (at the top

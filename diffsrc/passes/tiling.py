@@ -44,19 +44,7 @@ class Tiling(Index):
     def __init__(self, fn):
         super().__init__(fn)
         self.fn = fn
-        self.info = fn.shape_info
         self.summed = set()             # the sums inside a sum already rewritten
-
-    def is_constant(self, v):
-        op = self.defs.get(v.id)
-        info = self.info.get(v.id)
-        return op is not None and op.opname == "const" or info is not None and \
-            info.kind == "exact"
-
-    def constant(self, v):
-        """The value of a constant (constants made after specialisation have no Info)."""
-        op = self.defs.get(v.id)
-        return op.attrs["value"] if op.opname == "const" else self.info[v.id].value
 
     def terms(self, v, block, sums, root=False):
         """The terms of the sum `v` (through the sums in `block` that nothing else reads,
@@ -80,9 +68,10 @@ class Tiling(Index):
                 return None
             piece, x, index = op.args
             array = self.info.get(x.id)
-            if array is None or array.kind != "array" or not self.is_constant(index):
+            known, cut = self.exact(index)
+            if array is None or array.kind != "array" or not known:
                 return None
-            cut = _axis_range(self.constant(index), array.shape)
+            cut = _axis_range(cut, array.shape)
             piece_info = self.info.get(piece.id)
             if cut is None or piece_info is None or piece_info.kind != "array":
                 return None
