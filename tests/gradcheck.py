@@ -38,9 +38,12 @@ import copy
 import dataclasses
 import functools
 import gc
+import importlib.util
 import inspect
+import itertools
 import math
 import os
+import tempfile
 
 import numpy as np
 from hypothesis import strategies as st
@@ -53,7 +56,7 @@ __all__ = [
     "leaf_paths", "get_path", "set_path", "wrt_indices", "callable_from",
     "floats", "nonzero_floats", "shapes", "arrays", "positive_arrays",
     "nonzero_arrays", "broadcast_shapes", "broadcast_pair", "deep_copy_args",
-    "assert_args_equal", "poly_helper", "scaled_tanh_sum",
+    "assert_args_equal", "poly_helper", "scaled_tanh_sum", "module_from_source",
 ]
 
 # ---------------------------------------------------------------------------
@@ -200,6 +203,21 @@ def assert_args_equal(before, after):
 # ---------------------------------------------------------------------------
 # wrt handling
 # ---------------------------------------------------------------------------
+
+
+_source_modules = itertools.count()
+
+
+def module_from_source(source, prefix="generated"):
+    """`source` (numpy imported as np) as a module in a file of its own, so that diffsrc
+    can read its functions' source; for tests that draw programs as text."""
+    path = os.path.join(tempfile.mkdtemp(), f"{prefix}_{next(_source_modules)}.py")
+    with open(path, "w") as f:
+        f.write("import numpy as np\n\n" + source)
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def callable_from(f):

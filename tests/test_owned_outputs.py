@@ -5,10 +5,7 @@ constant or another derivative: every returned gradient must be a new array, the
 values must still match finite differences, and updating a gradient in place must
 leave the arguments, the constant and the other results alone.
 """
-import importlib.util
 import itertools
-import os
-import tempfile
 
 import numpy as np
 import pytest
@@ -16,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 import diffsrc as ds
 from diffsrc.api import transform
-from gradcheck import check_grad
+from gradcheck import check_grad, module_from_source
 
 TERMS = ["{p}", "{p} * {q}", "{p} + {q}", "{p} * 1.0", "{p} - 0.0", "{p}.T.T", "-(-{p})",
          "{p}[:, :]", "np.reshape(np.reshape({p}, (12,)), (3, 4))", "{p} * W",
@@ -25,7 +22,6 @@ TERMS = ["{p}", "{p} * {q}", "{p} + {q}", "{p} * 1.0", "{p} - 0.0", "{p}.T.T", "
 LOOPS = ["{t} = {p}\n    for _ in range({n}):\n        {t} = {t} * 1.0",
          "{t} = {p}\n    for _ in range({n}):\n        {t} = {t} + {q}"]
 LOSSES = ["np.sum({t})", "np.sum({t} * {u})", "np.sum({t} * W)"]
-_modules = itertools.count()
 
 
 @st.composite
@@ -51,13 +47,8 @@ def programs(draw):
 
 
 def _module(source, constant):
-    """The program as a module in a file (diffsrc reads the source), W its constant."""
-    path = os.path.join(tempfile.mkdtemp(), f"owned_outputs_{next(_modules)}.py")
-    with open(path, "w") as f:
-        f.write("import numpy as np\n\n" + source)
-    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """The program as a module diffsrc can read, W its constant."""
+    module = module_from_source(source, "owned_outputs")
     module.W = constant
     return module
 

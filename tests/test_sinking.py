@@ -1,8 +1,4 @@
 """A value is made just before its first reader (passes/sinking.py)."""
-import importlib.util
-import itertools
-import os
-import tempfile
 import tracemalloc
 from unittest import mock
 
@@ -12,7 +8,7 @@ from hypothesis import strategies as st
 
 from diffsrc.api import transform
 from diffsrc.passes import sinking
-from gradcheck import numeric_grad
+from gradcheck import module_from_source, numeric_grad
 from test_passes import large_array_paths
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -20,7 +16,6 @@ SETTINGS = settings(max_examples=40, deadline=None)
 TERMS = ["{p} @ {q}", "{p}.T @ {q}", "np.tanh({p})", "{p} * {q}", "np.maximum({p}, 0.0)",
          "np.reshape({p} @ {q}, (2, 8)).reshape(4, 4)", "{p}[:, :2] @ {q}[:2, :]",
          "np.sin({p}) + {q}"]
-_modules = itertools.count()
 
 
 @st.composite
@@ -38,14 +33,7 @@ def programs(draw):
 
 
 def _module(source):
-    """The program as a module in a file (diffsrc reads the source)."""
-    path = os.path.join(tempfile.mkdtemp(), f"sinking_{next(_modules)}.py")
-    with open(path, "w") as f:
-        f.write("import numpy as np\n\n" + source)
-    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return module_from_source(source, "sinking")
 
 
 def _compiled(fn, args, wrt, sink=True):
