@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from diffsrc.api import transform
 from diffsrc.passes import slot_outputs
-from gradcheck import numeric_grad
 from test_passes import in_place_at_any_size
+from test_slot_writes import assert_agrees_with_unoptimised_code
 
 SETTINGS = settings(max_examples=12, deadline=None)
 
@@ -52,14 +52,7 @@ def test_made_in_the_slot_agrees_with_unoptimised_code_and_finite_differences(
     # a product that reads the strided slot may round its own way
     for g, expected in zip(grads, copied.function(*args)[1]):
         np.testing.assert_allclose(g, expected, rtol=rtol / 10, atol=atol / 10)
-    plain_value, plain_grads = transform(gated, args, (0, 1), "grad",
-                                         optimize=False).function(*args)
-    np.testing.assert_allclose(value, plain_value, rtol=rtol)
-    for k, (g, expected) in enumerate(zip(grads, plain_grads)):
-        assert g.dtype == args[k].dtype
-        np.testing.assert_allclose(g, expected, rtol=rtol, atol=atol)
-        if not float32:
-            np.testing.assert_allclose(g, numeric_grad(gated, args, k), rtol=1e-5, atol=1e-6)
+    assert_agrees_with_unoptimised_code(gated, args, value, grads, float32)
 
 
 def test_the_slot_is_not_written_twice():

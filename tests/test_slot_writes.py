@@ -121,15 +121,7 @@ def test_slot_writes_agree_with_unoptimised_code_and_finite_differences(
     with in_place_at_any_size():
         compiled = transform(fn, args, (0, 1), "grad", specialize=True)
     value, grads = compiled.function(*args)
-    plain_value, plain_grads = transform(fn, args, (0, 1), "grad",
-                                         optimize=False).function(*args)
-    rtol, atol = (1e-5, 1e-6) if float32 else (1e-10, 1e-12)
-    np.testing.assert_allclose(value, plain_value, rtol=rtol)
-    for k, (g, expected) in enumerate(zip(grads, plain_grads)):
-        assert g.dtype == args[k].dtype
-        np.testing.assert_allclose(g, expected, rtol=rtol, atol=atol)
-        if not float32:
-            np.testing.assert_allclose(g, numeric_grad(fn, args, k), rtol=1e-5, atol=1e-6)
+    assert_agrees_with_unoptimised_code(fn, args, value, grads, float32)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -172,3 +164,17 @@ def test_every_slot_is_written_when_the_buffer_starts_empty():
         assert "np.empty_like(" in compiled.source
         got = compiled.function(*args)
     np.testing.assert_allclose(got[1], expected[1], rtol=1e-10, atol=1e-12)
+
+
+def assert_agrees_with_unoptimised_code(fn, args, value, grads, float32):
+    """Value and gradients (w.r.t. args 0 and 1) of the optimised code against the
+    unoptimised code's, and against finite differences in float64."""
+    plain_value, plain_grads = transform(fn, args, (0, 1), "grad",
+                                         optimize=False).function(*args)
+    rtol, atol = (1e-5, 1e-6) if float32 else (1e-10, 1e-12)
+    np.testing.assert_allclose(value, plain_value, rtol=rtol)
+    for k, (g, expected) in enumerate(zip(grads, plain_grads)):
+        assert g.dtype == args[k].dtype
+        np.testing.assert_allclose(g, expected, rtol=rtol, atol=atol)
+        if not float32:
+            np.testing.assert_allclose(g, numeric_grad(fn, args, k), rtol=1e-5, atol=1e-6)
