@@ -60,40 +60,53 @@ def sum_leading(g, n):
 def winner_share(g, x, y, tie=None, out=None):
     """The share of `g` that x gets in maximum(x, y): all where x > y, half at ties.
 
-    Ties are rare, so the common case costs what a hand-written relu adjoint does:
-    one comparison and one product. On CuPy the ties are always added: asking whether
-    there are any would wait for the GPU. `out=g` writes the share over g (the in-place
-    pass passes it where g is read nowhere else); `tie`, where given, stands for x == y
-    (x a clamped array: the ties of the array it was before)."""
-    if tie is None:
-        tie = x == y
-    if type(tie) is not np.ndarray and hasattr(tie, "shape"):
-        half = 0.5 * g * tie
-    elif tie is True or (tie is not False and tie.any()):
-        half = np.where(tie, 0.5 * g, 0)
+    `out=g` writes the share over g (the in-place pass passes it where g is read nowhere
+    else); `tie`, where given, stands for x == y (x a clamped array: the ties of the
+    array it was before)."""
+    return masked_share(g, x > y, x == y if tie is None else tie, out)
+
+
+def masked_share(g, wins, ties, out=None):
+    """g where `wins`, half of g where `ties`, zero elsewhere: winner_share with both
+    comparisons made in the forward pass, before a clamp wrote over its input (a relu's
+    `t > 0` and tie_mask(t, 0)).
+
+    Ties are rare, so the common case costs what a hand-written relu adjoint does: one
+    product with a stored mask. On CuPy the ties are always added: asking whether there
+    are any would wait for the GPU."""
+    if type(ties) is not np.ndarray and hasattr(ties, "shape"):
+        half = 0.5 * g * ties
+    elif _any_true(ties):
+        half = np.where(ties, 0.5 * g, 0)
     else:
         half = None
-    del tie                                  # before the mask below: a lower peak
-    share = g * (x > y) if out is None else np.multiply(g, x > y, out=out)
+    share = g * wins if out is None else np.multiply(g, wins, out=out)
     if half is None:
         return share
     return share + half if out is None else np.add(share, half, out=out)
 
 
+_FALSE = np.zeros(1, bool)
+_FALSE.flags.writeable = False
+
+
 def tie_mask(t, bound):
-    """t == bound, the ties a clamp of t at bound leaves for clamped_extremum_share; where
-    there are none (nearly always), a broadcast False of that shape instead: views of it
-    cost nothing, and asking it for a tie reads one byte, where the pullback would read
-    the whole mask from memory long after it was made. On CuPy the mask as it is (asking
-    would wait for the GPU)."""
+    """t == bound, the ties a clamp of t at bound leaves for masked_share and
+    clamped_extremum_share; where there are none (nearly always), a read-only False
+    repeated to that shape instead: views of it cost nothing, and asking it for a tie
+    reads one byte, where the pullback would read the whole mask from memory long after
+    it was made. On CuPy the mask as it is (asking would wait for the GPU)."""
     ties = t == bound
     if type(ties) is np.ndarray and not ties.any():
-        return np.broadcast_to(np.False_, ties.shape)
+        return np.ndarray(ties.shape, bool, _FALSE, 0, (0,) * ties.ndim)
     return ties
 
 
 def _any_true(mask):
-    """mask.any(), at once for a mask that repeats one value (tie_mask's broadcast False)."""
+    """mask.any(), at once for a mask that repeats one value (tie_mask's broadcast False)
+    and for a Python or NumPy bool (the comparison of two numbers)."""
+    if not isinstance(mask, np.ndarray):
+        return bool(mask)
     if mask.size and not any(mask.strides):
         return bool(mask.flat[0])
     return bool(mask.any())

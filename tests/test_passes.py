@@ -525,15 +525,38 @@ def test_the_clamp_writes_over_its_input_once_its_ties_are_found(always_in_place
 
 
 def test_a_relu_writes_over_its_input_and_shares_from_its_output(always_in_place):
-    """winner_share(g, t, 0.0) -> winner_share(g, relu(t), 0.0, t == 0.0): the relu is
-    then the last reader of t."""
+    """winner_share(g, t, 0.0) -> masked_share(g, t > 0.0, tie_mask(t, 0.0)): both masks
+    are made before the relu, which is then the last reader of t and writes over it."""
     rng = np.random.default_rng(0)
     args = (rng.normal(size=(3, 4)), rng.normal(size=(4, 3)), rng.normal(size=(3, 2)),
             rng.normal(size=(5, 3)))
     source = transform(deep_relu, args, (0, 1, 2), "grad", specialize=True).source
-    for name in re.findall(r"ties(?:_\d+)? = (\w+) == 0\.0", source):
-        assert re.search(rf"np\.maximum\({name}, 0\.0, out={name}\)", source), source
-    assert source.count("ties") == 4 and "winner_share(" in source, source
+    made = re.findall(r"wins(?:_\d+)? = (\w+) > 0\.0\n\s*ties(?:_\d+)? = tie_mask\(\1, 0\.0\)\n"
+                      r"\s*np\.maximum\(\1, 0\.0, out=\1\)", source)
+    assert len(made) == 2, source
+    assert source.count("masked_share(") == 2 and "winner_share(" not in source, source
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), shape=st.lists(st.integers(1, 4), min_size=0, max_size=3),
+       c=st.sampled_from([0.0, 1.0, -0.5]), clamp=st.sampled_from([np.maximum, np.minimum]),
+       data=st.data())
+def test_masked_share_is_the_winner_share(seed, shape, c, clamp, data):
+    """masked_share with the forward pass's masks (and winner_share, which makes them as it
+    goes) is g where the clamped side wins, half of g at ties, zero elsewhere (NaN
+    included), writing over g or not."""
+    from diffsrc.runtime import masked_share, tie_mask, winner_share
+    rng = np.random.default_rng(seed)
+    t = rng.choice(np.array([c, c - 1.0, c + 2.0, np.nan]), size=shape) \
+        if data.draw(st.booleans()) else rng.normal(size=shape)
+    g = rng.normal(size=shape)
+    a, b = (t, c) if clamp is np.maximum else (c, t)
+    expected = np.where(np.greater(a, b), g, np.where(np.equal(a, b), 0.5 * g, 0.0))
+    np.testing.assert_array_equal(winner_share(g, a, b), expected)
+    written = g.copy()                   # the in-place pass passes out= the adjoint itself
+    got = masked_share(written, np.greater(a, b), tie_mask(t, c),
+                       out=written if data.draw(st.booleans()) else None)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_a_clamp_read_elsewhere_keeps_its_own_share():

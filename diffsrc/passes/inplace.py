@@ -40,8 +40,8 @@ FRESH = {np.zeros, np.ones, np.empty, np.full, np.zeros_like, np.ones_like, np.e
          operator.neg, operator.pow, operator.matmul, np.add, np.subtract, np.multiply,
          np.divide, np.exp, np.log, np.tanh, np.sin, np.cos, np.sqrt, np.maximum, np.minimum,
          np.where, np.concatenate, np.stack, runtime.unreduce, runtime.unindex,
-         runtime.zeros_like, runtime.index_update, runtime.winner_share, np.square,
-         np.negative, np.abs, np.log1p, np.expm1, np.reciprocal, np.power,
+         runtime.zeros_like, runtime.index_update, runtime.winner_share, runtime.masked_share,
+         np.square, np.negative, np.abs, np.log1p, np.expm1, np.reciprocal, np.power,
          runtime.matmul_left, runtime.matmul_right, runtime.extremum_share, runtime.sum_leading,
          runtime.clamped_extremum_share}
 SHARING = {operator.getitem, np.reshape, np.transpose, np.ravel, np.squeeze, np.expand_dims,
@@ -60,7 +60,7 @@ WITH_UFUNC = {operator.add, operator.sub, operator.mul, operator.truediv, operat
               operator.neg}
 
 # Run-time helpers that take `out=`, and the operand whose buffer it may be.
-HELPERS_WITH_OUT = {runtime.winner_share: 0}
+HELPERS_WITH_OUT = {runtime.winner_share: 0, runtime.masked_share: 0}
 
 # Views that can be written through, each element once (not np.broadcast_to).
 WRITABLE_VIEWS = {operator.getitem, np.reshape, np.transpose, np.ravel, np.squeeze,

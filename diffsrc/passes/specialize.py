@@ -21,8 +21,9 @@ With the shapes and dtypes from `shapes.infer_shapes`:
                                                then write over t; a broadcast False when
                                                there are none)
     winner_share(G, t, c), x = np.maximum(t, c), nothing else reading t
-                                            -> winner_share(G, x, c, t == c)  (the same:
-                                               relu in place, its ties found before it)
+                                            -> masked_share(G, t > c, tie_mask(t, c))
+                                               (the same: both comparisons made before
+                                               the relu, which may then write over t)
     unreduce(c, x, ...) for a constant c    -> stays one `unreduce(c, x, None, False)` through
                                                further unreduce, scaling and negation, and
     unreduce(c, x, ...) * y                 -> c * y   when y already has the full shape
@@ -360,9 +361,10 @@ class Specializer:
             substitute(block, mapping)
 
     def share_from_the_clamp(self, op):
-        """winner_share(G, t, c) -> winner_share(G, x, c, t == c) for x = np.maximum(t, c)
-        (or (G, c, t) and np.minimum) where nothing else reads t: x is on the same side of
-        c as t, the ties are found before the clamp, and the clamp can write over t."""
+        """winner_share(G, t, c) -> masked_share(G, t > c, tie_mask(t, c)) for
+        x = np.maximum(t, c) (or (G, c, t), np.minimum and c > t) where nothing else reads
+        t: both comparisons are made before the clamp, which can then write over t, and
+        the pullback multiplies by the stored mask as a hand-written relu adjoint does."""
         if len(op.args) != 3 or op.attrs.get("kwnames"):
             return
         adjoint, a, b = op.args
@@ -370,12 +372,13 @@ class Specializer:
             clamp = next((user for user in self.users.get(t.id, ())
                           if self.clamped(user, a, b) is t), None)
             if clamp is not None and self.uses.get(t.id) == 2:
-                bound = b if a is t else a
-                ties = self.emit(self.owner[id(clamp)][1], clamp, operator.eq, [t, bound],
-                                 hint="ties", info=Info("array", self.array(t).shape,
-                                                        np.dtype(bool)))
-                x = clamp.results[0]
-                op.args = [adjoint, x, b, ties] if a is t else [adjoint, a, x, ties]
+                block = self.owner[id(clamp)][1]
+                mask = Info("array", self.array(t).shape, np.dtype(bool))
+                wins = self.emit(block, clamp, operator.gt, [a, b], hint="wins", info=mask)
+                ties = self.emit(block, clamp, runtime.tie_mask, [t, b if a is t else a],
+                                 hint="ties", info=mask)
+                op.attrs["fn"] = runtime.masked_share
+                op.args = [adjoint, wins, ties]
                 self.changed = True
                 return
 
