@@ -512,10 +512,12 @@ def _tall(shape, leading, dtype):
     rows at any width up to 512 (2.5x for (512, 2)), from 128 (or 4 blocks) at widths
     from 64; below, a small BLAS call costs more than NumPy's rows in a training step
     ((128, 10): 17-24 vs 4-6 us beside the layers' products). Its blocks of rows laid side
-    by side (other dtypes) only from 4 blocks."""
+    by side (other dtypes) only from 4 blocks. Fewer rows than their width go to np.sum:
+    for the (128, 512) bias adjoints of W4, beside products that had just filled the
+    cache, the product with a row of ones made the training step 0.5-1% slower."""
     width = int(np.prod(shape[leading:]))
     rows = int(np.prod(shape[:leading]))
-    if not 0 < width <= 512:
+    if not 0 < width <= min(512, rows):
         return False
     blocks = 4 * (1024 // width)
     if dtype.char in "fd":
