@@ -531,7 +531,7 @@ def test_a_relu_writes_over_its_input_and_shares_from_its_output(always_in_place
     args = (rng.normal(size=(3, 4)), rng.normal(size=(4, 3)), rng.normal(size=(3, 2)),
             rng.normal(size=(5, 3)))
     source = transform(deep_relu, args, (0, 1, 2), "grad", specialize=True).source
-    made = re.findall(r"wins(?:_\d+)? = (\w+) > 0\.0\n\s*ties(?:_\d+)? = tie_mask\(\1, 0\.0\)\n"
+    made = re.findall(r"ties(?:_\d+)? = tie_mask\((\w+), 0\.0\)\n\s*wins(?:_\d+)? = \1 > 0\.0\n"
                       r"\s*np\.maximum\(\1, 0\.0, out=\1\)", source)
     assert len(made) == 2, source
     assert source.count("masked_share(") == 2 and "winner_share(" not in source, source

@@ -364,7 +364,9 @@ class Specializer:
         """winner_share(G, t, c) -> masked_share(G, t > c, tie_mask(t, c)) for
         x = np.maximum(t, c) (or (G, c, t), np.minimum and c > t) where nothing else reads
         t: both comparisons are made before the clamp, which can then write over t, and
-        the pullback multiplies by the stored mask as a hand-written relu adjoint does."""
+        the pullback multiplies by the stored mask as a hand-written relu adjoint does.
+        The ties first: their mask is a temporary, and the one kept is then made last
+        (W4: 0.4% of the step, the temporary's memory reused at once)."""
         if len(op.args) != 3 or op.attrs.get("kwnames"):
             return
         adjoint, a, b = op.args
@@ -374,9 +376,9 @@ class Specializer:
             if clamp is not None and self.uses.get(t.id) == 2:
                 block = self.owner[id(clamp)][1]
                 mask = Info("array", self.array(t).shape, np.dtype(bool))
-                wins = self.emit(block, clamp, operator.gt, [a, b], hint="wins", info=mask)
                 ties = self.emit(block, clamp, runtime.tie_mask, [t, b if a is t else a],
                                  hint="ties", info=mask)
+                wins = self.emit(block, clamp, operator.gt, [a, b], hint="wins", info=mask)
                 op.attrs["fn"] = runtime.masked_share
                 op.args = [adjoint, wins, ties]
                 self.changed = True
