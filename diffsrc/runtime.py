@@ -282,6 +282,13 @@ def silu(x, t):
     return x / t
 
 
+def silu_by_reciprocal(x, t):
+    """x * (1 / t) for t = 1 + exp(-x): SiLU spelled x * (1 / (1 + exp(-x))) or x times
+    a sigmoid written out (passes/composites.py), the same operations. Its adjoint is
+    silu's, from t and the result."""
+    return x * (1 / t)
+
+
 def max_shift(x, axis):
     """x.max(axis, keepdims=True) as the shift of a logsumexp, softmax or log-softmax
     (passes/composites.py): exp(x - shift) cannot overflow, and the result does not

@@ -8,7 +8,9 @@ its adjoint is `y_bar * y * (1 - y)`, from the result alone.
 
 SiLU written `x / (1 + np.exp(-x))` becomes `silu(x, t)` with t = 1 + exp(-x) left as
 written (runtime.silu: the same division): its adjoint `y_bar * (x - y + 1) / t` divides
-once, where op by op it divides twice and also keeps exp(-x).
+once, where op by op it divides twice and also keeps exp(-x). Written as x times the
+logistic function, `x * (1 / (1 + np.exp(-x)))` (either order), it becomes
+`silu_by_reciprocal(x, t)`: the same product of x and 1 / t, and the same adjoint.
 
 The max shift of a logsumexp, softmax or log-softmax (`m = np.max(z, axis, keepdims=True)`,
 then `np.log(np.sum(np.exp(z - m), axis, keepdims=True)) + m`, ...) becomes
@@ -128,6 +130,19 @@ class Composites(Index):
         elif numerator is x:
             op.attrs = {"fn": runtime.silu, "kwnames": ()}
 
+    def silu_product(self, op):
+        """x * (1 / (1 + exp(-x))), either order -> silu_by_reciprocal(x, 1 + exp(-x)).
+        Runs before `logistic`, which would make the quotient a sigmoid without t."""
+        if not is_call(op, PRODUCTS, 2):
+            return
+        for x, factor in (op.args, op.args[::-1]):
+            quotient = self.part(factor, QUOTIENTS, 2)
+            if quotient is not None and self.is_one(quotient.args[0]) and \
+                    self.logistic_argument(quotient.args[1]) is x:
+                op.attrs = {"fn": runtime.silu_by_reciprocal, "kwnames": ()}
+                op.args = [x, quotient.args[1]]
+                return
+
     def reduction(self, op, fns):
         """(operands by name, axis, keepdims) of `op`, a call of one of `fns` given x,
         (x, axis) or those and the keywords axis and keepdims, both constants; else None."""
@@ -166,6 +181,9 @@ class Composites(Index):
         op.args = [given["x"], given["axis"]]
 
     def run(self):
+        for block in self.blocks:
+            for op in walk_ops(block):
+                self.silu_product(op)
         for block in self.blocks:
             for op in walk_ops(block):
                 self.logistic(op)

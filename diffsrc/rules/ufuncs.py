@@ -46,6 +46,7 @@ register(Method("real", attribute=True)).meta["family"] = FAMILY
 register(Method("round"), nondiff=True).meta["family"] = FAMILY
 register(runtime.sigmoid).meta["family"] = FAMILY
 register(runtime.silu).meta["family"] = FAMILY
+register(runtime.silu_by_reciprocal).meta["family"] = FAMILY
 nondifferentiable(clip_mask)
 register(clip_bound_adjoint)
 register(np.clip).meta["lower"] = positional(
@@ -205,9 +206,9 @@ def sigmoid_adjoint(y_bar, y, x):
     return (y_bar * (y * (1 - y)),)
 
 
-@adjoint_rule(runtime.silu)
+@adjoint_rule(runtime.silu, runtime.silu_by_reciprocal)
 def silu_adjoint(y_bar, y, x, t):
-    """SiLU x / t, t = 1 + exp(-x) (passes/composites.py): its derivative (x - y + 1) / t
+    """SiLU x / t (or x * (1 / t)), t = 1 + exp(-x) (passes/composites.py): its derivative (x - y + 1) / t
     (x - y first: exact for x >= 0). t, a function of x, gets none of its own: x's is the
     whole derivative."""
     return (y_bar * (x - y + 1) / t, None)
@@ -355,7 +356,7 @@ linear(np.ldexp)
 linear(np.where, positions=(1, 2))
 
 
-@tangent_rule(runtime.silu)
+@tangent_rule(runtime.silu, runtime.silu_by_reciprocal)
 def silu_tangent(dots, y, x, t):
     """As the adjoint: t's tangent is already in x's."""
     return dots[0] * (x - y + 1) / t
