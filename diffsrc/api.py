@@ -440,17 +440,29 @@ _NOTHING = object()
 
 
 def _guardable(arg):
-    """Whether one test of `arg`'s type (and an array's shape and dtype) tells the whole
-    cache key: Python numbers, NumPy numbers and plain NumPy arrays."""
+    """Whether inline tests of `arg`'s type (and an array's shape and dtype) tell the
+    whole cache key: Python numbers, NumPy numbers, plain NumPy arrays, and dicts (with
+    string keys), lists and tuples of them, such as a network's parameters."""
     t = type(arg)
+    if t is dict:
+        return all(type(k) is str for k in arg) and all(map(_guardable, arg.values()))
+    if t is list or t is tuple:
+        return all(map(_guardable, arg))
     return t in (float, int, bool) or t is np.ndarray or (
         isinstance(arg, (np.number, np.bool_)) and t.__module__ == "numpy")
 
 
 def _guard(prefix, name, arg, namespace):
-    """The inline test that argument `name` has exactly `arg`'s type, shape and dtype
-    (the types and dtypes it is compared with go into `namespace` as `prefix`_type...)."""
+    """The inline test that argument `name` has exactly `arg`'s type, shape and dtype,
+    and a container its keys or length and each item's (the types and dtypes it is
+    compared with go into `namespace` as `prefix`_type...)."""
     t = type(arg)
+    if t is dict or t is list or t is tuple:
+        items = arg.items() if t is dict else enumerate(arg)
+        tests = [f"type({name}) is {t.__name__}",
+                 f"tuple({name}) == {tuple(arg)!r}" if t is dict else f"len({name}) == {len(arg)}"]
+        return " and ".join(tests + [_guard(f"{prefix}_{i}", f"{name}[{key!r}]", item, namespace)
+                                     for i, (key, item) in enumerate(items)])
     if t in (float, int, bool):
         return f"type({name}) is {t.__name__}"
     namespace[f"{prefix}_type"] = t
@@ -489,6 +501,8 @@ def _finishing(gradient, compiled, args, names, namespace):
     for grad, i, value in zip(grads, gradient.wrt, fn.pullback.ops[-1].args):
         if isinstance(args[i], float):        # np.float64 too, as in _as_float_like
             owned.append(grad if value.kind == "float" else f"_as_float_like({grad}, {names[i]})")
+        elif any(isinstance(leaf, float) for leaf in leaves_of(tree_of(args[i]), args[i])):
+            owned.append(f"_as_float_like({grad}, {names[i]})")    # float leaves in a container
         else:                                 # owned already (passes/owned_outputs.py)
             owned.append(grad)
     value_target = f"({', '.join(['_value'] + aux)})" if aux else "_value"

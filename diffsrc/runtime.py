@@ -535,16 +535,25 @@ def spread(t, z):
     return t if t.shape == z.shape else np.broadcast_to(t, z.shape)
 
 
-def matmul_left(g, a, b):
-    """The adjoint of `a` in `a @ b`, for every rank NumPy's matmul accepts.
+def transposed_product_wins(g, b):
+    """Whether `(b @ g.T).T` plus its copy to C order beats `g @ b.T` (2-D g and b).
 
-    With few rows in g against b's, `(b @ g.T)` is up to 2x faster than `g @ b.T` (BLAS
-    handles a transposed small operand better than a transposed large one), and its
-    transpose is copied to C order when that copy is small against the product (mixed
-    C and Fortran operands make later elementwise ops up to 10x slower). A stack of
-    matrices times one matrix is one 2-D product, not a loop of small ones."""
+    OpenBLAS (0.3.31, float32, 1 or 2 threads) handles a transposed operand with few
+    rows better than a transposed large one: with at most 32 rows in g, fewer than b's,
+    and b of 64K entries or more, 5-20% faster (W6's (32, 1024) by (256, 1024): 10%).
+    From 48 rows on, or for small b, the copy costs more than it saves (W4's (128, 512)
+    by (512, 512): 3-15% slower)."""
+    return g.shape[0] <= 32 and g.shape[0] < b.shape[0] <= g.shape[1] and \
+        b.shape[0] * b.shape[1] >= 1 << 16
+
+
+def matmul_left(g, a, b):
+    """The adjoint of `a` in `a @ b`, for every rank NumPy's matmul accepts: `g @ b.T`,
+    or `(b @ g.T).T` copied to C order where transposed_product_wins (mixed C and Fortran
+    operands make later elementwise ops up to 10x slower). A stack of matrices times one
+    matrix is one 2-D product, not a loop of small ones."""
     if a.ndim == 2 and b.ndim == 2:          # unbroadcast: keeps a's dtype in mixed precision
-        if g.shape[0] < b.shape[0] <= g.shape[1]:
+        if transposed_product_wins(g, b):
             return unbroadcast((b @ g.T).T.copy(), a)
         return unbroadcast(g @ b.T, a)
     if a.ndim > 2 and b.ndim == 2:

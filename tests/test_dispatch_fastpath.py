@@ -42,10 +42,14 @@ KINDS = {
 
 
 def _same(got, expected):
-    if isinstance(expected, tuple):
-        assert type(got) is tuple and len(got) == len(expected)
+    if isinstance(expected, (tuple, list)):
+        assert type(got) is type(expected) and len(got) == len(expected)
         for a, b in zip(got, expected):
             _same(a, b)
+        return
+    if isinstance(expected, dict):
+        assert type(got) is dict and list(got) == list(expected)      # keys in order
+        _same(tuple(got.values()), tuple(expected.values()))
         return
     assert type(got) is type(expected), (got, expected)
     assert np.shape(got) == np.shape(expected) and np.result_type(got) == \
@@ -78,7 +82,49 @@ def test_the_guard_is_built_once_for_plain_arguments():
     assert type(vg) is guarded
     container = ds.grad(lambda p: np.sum(p["w"] ** 2))
     container({"w": _array((2, 3))})
-    assert type(container) is GradientFunction     # containers keep the general path
+    assert type(container) is not GradientFunction        # a dict of arrays is guarded too
+    odd_keys = ds.grad(lambda p: np.sum(p[1] ** 2))
+    odd_keys({1: _array((2, 3))})
+    assert type(odd_keys) is GradientFunction       # keys that are not strings: general path
+
+
+def container_loss(p, scale):
+    """Reads a dict of arrays (or numbers), a list and a nested tuple."""
+    total = np.sum(p["w"] * p["b"]) + np.sum(p["nested"][0] ** 2) * p["nested"][1]
+    return (total + np.sum(np.tanh(p["list"][0]))) * scale
+
+
+CONTAINER_LEAVES = {
+    "f64 (2, 3)": lambda: _array((2, 3)),
+    "f32 (2, 3)": lambda: _array((2, 3), np.float32),
+    "f64 (3,)": lambda: _array((3,)),
+    "float": lambda: 0.7,
+    "np.float64": lambda: np.float64(0.7),
+}
+
+
+@SETTINGS
+@given(calls=st.lists(st.tuples(st.sampled_from(sorted(CONTAINER_LEAVES)),
+                                st.sampled_from(sorted(CONTAINER_LEAVES)),
+                                st.booleans(), st.booleans()), min_size=2, max_size=6))
+def test_containers_answer_as_the_general_path_would(calls):
+    """Leaf kinds, key order and list-or-tuple change from call to call; every answer
+    is the general path's, and the gradients are the caller's own arrays."""
+    vg = ds.value_and_grad(container_loss, wrt=(0, 1))
+    for w_kind, b_kind, reverse_keys, as_list in calls:
+        w, b = CONTAINER_LEAVES[w_kind](), CONTAINER_LEAVES[b_kind]()
+        p = {"w": w, "b": b, "nested": (_array((2,)), 0.5), "list": [_array((2, 2))]}
+        if reverse_keys:
+            p = dict(reversed(p.items()))
+        if as_list:
+            p["nested"] = list(p["nested"])
+        expected = ds.value_and_grad(container_loss, wrt=(0, 1))(p, 2.0)
+        got = vg(p, 2.0)
+        _same(got, expected)
+        for g in got[1][0].values():
+            if isinstance(g, np.ndarray):
+                assert g.flags.writeable
+                assert not any(np.shares_memory(g, a) for a in (w, b) if type(a) is np.ndarray)
 
 
 def test_an_array_reshaped_in_place_is_seen():

@@ -7,7 +7,8 @@ With the shapes and dtypes from `shapes.infer_shapes`:
     unbroadcast(g, x), x a bias             -> np.sum(g, axis=...)  (keepdims where x has 1s;
                                                sum_leading(g, n) for many short rows)
     unindex(g, x, index), index all of x    -> g   (x[:, :26] of a 26-wide x; x[index] -> x)
-    matmul_left(g, a, b), 2-d               -> g @ b.T
+    matmul_left(g, a, b), 2-d               -> g @ b.T  (kept where
+                                               runtime.transposed_product_wins)
     matmul_right(g, a, b), 2-d              -> a.T @ g
     (n, 1) @ (1, m)                         -> (n, 1) * (1, m)   (an outer product)
     np.max(x, axis=(2, 4)) over <= 8 items  -> np.maximum of strided slices (same values)
@@ -120,8 +121,8 @@ class Specializer:
             return self.emit(block, op, np.full, [shape, args[0]], hint=result.hint, info=info)
         if fn is operator.getitem and len(args) == 2 and self.whole(op.result, *args):
             return args[0]
-        if fn is runtime.matmul_left and self.plain_2d(*args) and not _wide_left(
-                self.array(args[0]), self.array(args[2])):
+        if fn is runtime.matmul_left and self.plain_2d(*args) and not \
+                runtime.transposed_product_wins(self.array(args[0]), self.array(args[2])):
             g, a, b = args
             bt = self.emit(block, op, TRANSPOSE, [b], info=_transposed(self.array(b)))
             return self.product(block, op, g, bt, result.hint, info)
@@ -501,11 +502,6 @@ EXTREMA = {np.max: "max", np.amax: "max", np.min: "min", np.amin: "min",
 
 def _reshape(op):
     return op.attrs["fn"] in (np.reshape, Method("reshape"))
-
-
-def _wide_left(g, b):
-    """Where runtime.matmul_left computes (b @ g.T).T, faster than g @ b.T: keep the call."""
-    return g.shape[0] < b.shape[0] <= g.shape[1]
 
 
 def _tall(shape, leading, dtype):
